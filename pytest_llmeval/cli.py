@@ -1,0 +1,62 @@
+"""The ``llmeval`` command.
+
+Each command group lives beside the code it drives and exposes ``register(subparsers)``, which
+adds its sub-parser and sets ``func`` (``args -> exit code``) as the parser default. Errors a
+user can fix are raised as :class:`CLIError` and printed as one line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# module path -> registered by that module's ``register(subparsers)``
+_COMMAND_MODULES = (
+    "pytest_llmeval.cli_ab",
+    "pytest_llmeval.cli_online",
+    "pytest_llmeval.cli_report",
+)
+
+
+class CLIError(Exception):
+    """A user-facing error: printed as ``llmeval: error: <message>`` with exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llmeval",
+        description="Statistics, online metrics, the flywheel and reports for pytest-llmeval.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(func(args))
+    except CLIError as exc:
+        print(f"llmeval: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("llmeval: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

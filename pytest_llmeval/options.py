@@ -1,0 +1,244 @@
+"""Every ``--llmeval-*`` option and ``llmeval_*`` ini key, turned into one frozen Settings.
+
+Nothing else in the package reads ``config.getoption`` or ``config.getini``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# name -> (type, default, help). type is one of pytest's ini types.
+_INI: dict[str, tuple[str, Any, str]] = {
+    "llmeval_files": ("linelist", ["llmeval_*.jsonl"], "glob(s) of JSONL case files"),
+    "llmeval_dir": ("string", ".llmeval", "state folder (baseline, history, cache)"),
+    "llmeval_judge": ("string", "auto", "auto | local | anthropic | module:attr"),
+    "llmeval_judge_model": ("string", "claude-haiku-4-5", "model of the Claude judge"),
+    "llmeval_judge_max_tokens": ("string", "1024", "max tokens of a judge answer"),
+    "llmeval_judge_timeout": ("string", "60", "judge request timeout, seconds"),
+    "llmeval_judge_max_retries": ("string", "4", "judge retries on 429/529/5xx/timeouts"),
+    "llmeval_max_retry_wait": ("string", "60", "cap on any single retry wait, seconds"),
+    "llmeval_rpm": ("string", "", "client-side judge requests-per-minute limit"),
+    "llmeval_prices": ("string", "", "JSON file overriding the judge price table"),
+    "llmeval_threshold": ("string", "0.7", "default pass threshold for a case's score"),
+    "llmeval_min_words": ("string", "5", "fewer words than this is 'too_short'"),
+    "llmeval_max_words": ("string", "600", "more words than this is 'too_long'"),
+    "llmeval_sut_timeout": ("string", "", "per-case SUT timeout, seconds"),
+    "llmeval_sut_concurrency": ("string", "1", "parallel calls of a sync SUT"),
+    "llmeval_concurrency": ("string", "8", "cases judged ahead concurrently"),
+    "llmeval_max_regressions": ("string", "0", "regressions allowed before the run fails"),
+    "llmeval_min_pass_rate": ("string", "", "fail the run below this pass rate"),
+    "llmeval_std_threshold": ("string", "2.0", "history gate: k in mean - k*std"),
+    "llmeval_min_history": ("string", "3", "history points needed for the history gate"),
+    "llmeval_history_binomial": ("bool", False, "also gate on a significant binomial drop"),
+    "llmeval_history_alpha": ("string", "0.05", "alpha of the binomial history test"),
+    "llmeval_repeat": ("string", "1", "SUT samples per case"),
+    "llmeval_repeat_pass_fraction": ("string", "0.5", "pass fraction a repeated case needs"),
+    "llmeval_flaky_alpha": ("string", "0.05", "alpha of the repeat-mode regression test"),
+    "llmeval_compare_alpha": ("string", "0.05", "alpha of the compare-mode McNemar test"),
+    "llmeval_noninferiority_margin": ("string", "", "compare mode: allowed pass-rate loss"),
+    "llmeval_step_summary": ("bool", True, "append a summary to $GITHUB_STEP_SUMMARY"),
+}
+
+
+def register(parser: pytest.Parser) -> None:
+    group = parser.getgroup("llmeval", "LLM evaluation (pytest-llmeval)")
+    group.addoption("--llmeval-sut", metavar="MODULE:ATTR", help="system under test callable")
+    group.addoption("--llmeval-judge", metavar="NAME", help="auto | local | anthropic | mod:attr")
+    group.addoption(
+        "--llmeval-update-baseline",
+        action="store_true",
+        help="rewrite .llmeval/baseline.json from this run and append to the history",
+    )
+    group.addoption(
+        "--llmeval-record-history",
+        action="store_true",
+        help="append this run to the history without touching the baseline",
+    )
+    group.addoption("--llmeval-no-cache", action="store_true", help="bypass the judge cache")
+    group.addoption(
+        "--llmeval-offline",
+        action="store_true",
+        help="never call a network judge; a cache miss is an ERROR",
+    )
+    group.addoption(
+        "--llmeval-report",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="write a report: .json, .html or .md (repeatable)",
+    )
+    group.addoption("--llmeval-concurrency", type=int, metavar="N", help="cases judged ahead")
+    group.addoption("--llmeval-batch", action="store_true", help="judge via Message Batches")
+    group.addoption("--llmeval-repeat", type=int, metavar="N", help="SUT samples per case")
+    group.addoption(
+        "--llmeval-compare-sut", metavar="MODULE:ATTR", help="candidate SUT to compare"
+    )
+    group.addoption("--llmeval-shard", metavar="K/N", help="run shard K of N (1-based)")
+    for name, (kind, default, help_text) in _INI.items():
+        parser.addini(name, help_text, type=kind, default=default)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All configuration of one run, validated."""
+
+    files: tuple[str, ...]
+    state_dir: Path
+    judge: str
+    judge_model: str
+    judge_max_tokens: int
+    judge_timeout: float
+    judge_max_retries: int
+    max_retry_wait: float
+    rpm: float | None
+    prices_file: Path | None
+    threshold: float
+    min_words: int
+    max_words: int
+    sut: str | None
+    sut_timeout: float | None
+    sut_concurrency: int
+    concurrency: int
+    max_regressions: int
+    min_pass_rate: float | None
+    std_threshold: float
+    min_history: int
+    history_binomial: bool
+    history_alpha: float
+    repeat: int
+    repeat_pass_fraction: float
+    flaky_alpha: float
+    compare_sut: str | None
+    compare_alpha: float
+    noninferiority_margin: float | None
+    step_summary: bool
+    update_baseline: bool
+    record_history: bool
+    no_cache: bool
+    offline: bool
+    batch: bool
+    reports: tuple[Path, ...]
+    shard: tuple[int, int] | None
+
+    @property
+    def baseline_path(self) -> Path:
+        return self.state_dir / "baseline.json"
+
+    @property
+    def history_path(self) -> Path:
+        return self.state_dir / "history.jsonl"
+
+    @property
+    def cache_path(self) -> Path:
+        return self.state_dir / "cache.sqlite3"
+
+
+def _number(name: str, raw: str, kind: type, *, low: float | None = None, high: float | None = None,
+            optional: bool = False) -> Any:  # fmt: skip
+    raw = raw.strip()
+    if optional and raw == "":
+        return None
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise pytest.UsageError(f"{name} = {raw!r}: expected a {kind.__name__}") from None
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = f"[{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
+        raise pytest.UsageError(f"{name} = {raw!r}: must be in {bounds}")
+    return value
+
+
+def _shard(raw: str | None) -> tuple[int, int] | None:
+    if raw is None:
+        return None
+    try:
+        k, n = (int(x) for x in raw.split("/"))
+    except ValueError:
+        raise pytest.UsageError(f"--llmeval-shard {raw!r}: expected K/N, e.g. 2/4") from None
+    if not 1 <= k <= n:
+        raise pytest.UsageError(f"--llmeval-shard {raw!r}: need 1 <= K <= N")
+    return (k, n)
+
+
+def settings_from_config(config: pytest.Config) -> Settings:
+    """Read and validate every option; raises pytest.UsageError naming the bad setting."""
+
+    def ini(name: str) -> Any:
+        return config.getini(name)
+
+    def opt(name: str) -> Any:
+        return config.getoption(name)
+
+    root = Path(str(config.inipath.parent)) if config.inipath else Path(str(config.rootpath))
+    state_dir = Path(ini("llmeval_dir"))
+    if not state_dir.is_absolute():
+        state_dir = root / state_dir
+    prices = str(ini("llmeval_prices")).strip()
+    concurrency = opt("llmeval_concurrency")
+    if concurrency is None:
+        concurrency = _number("llmeval_concurrency", ini("llmeval_concurrency"), int, low=1)
+    elif concurrency < 1:
+        raise pytest.UsageError("--llmeval-concurrency must be at least 1")
+    repeat = opt("llmeval_repeat")
+    if repeat is None:
+        repeat = _number("llmeval_repeat", ini("llmeval_repeat"), int, low=1, high=1000)
+    elif not 1 <= repeat <= 1000:
+        raise pytest.UsageError("--llmeval-repeat must be between 1 and 1000")
+    return Settings(
+        files=tuple(ini("llmeval_files")),
+        state_dir=state_dir,
+        judge=(opt("llmeval_judge") or ini("llmeval_judge")).strip(),
+        judge_model=ini("llmeval_judge_model").strip(),
+        judge_max_tokens=_number("llmeval_judge_max_tokens", ini("llmeval_judge_max_tokens"),
+                                 int, low=1),  # fmt: skip
+        judge_timeout=_number("llmeval_judge_timeout", ini("llmeval_judge_timeout"), float,
+                              low=0.001),  # fmt: skip
+        judge_max_retries=_number("llmeval_judge_max_retries", ini("llmeval_judge_max_retries"),
+                                  int, low=0),  # fmt: skip
+        max_retry_wait=_number("llmeval_max_retry_wait", ini("llmeval_max_retry_wait"), float,
+                               low=0),  # fmt: skip
+        rpm=_number("llmeval_rpm", ini("llmeval_rpm"), float, low=0.001, optional=True),
+        prices_file=(root / prices) if prices else None,
+        threshold=_number("llmeval_threshold", ini("llmeval_threshold"), float, low=0, high=1),
+        min_words=_number("llmeval_min_words", ini("llmeval_min_words"), int, low=0),
+        max_words=_number("llmeval_max_words", ini("llmeval_max_words"), int, low=1),
+        sut=opt("llmeval_sut"),
+        sut_timeout=_number("llmeval_sut_timeout", ini("llmeval_sut_timeout"), float,
+                            low=0.001, optional=True),  # fmt: skip
+        sut_concurrency=_number("llmeval_sut_concurrency", ini("llmeval_sut_concurrency"), int,
+                                low=1),  # fmt: skip
+        concurrency=concurrency,
+        max_regressions=_number("llmeval_max_regressions", ini("llmeval_max_regressions"), int,
+                                low=0),  # fmt: skip
+        min_pass_rate=_number("llmeval_min_pass_rate", ini("llmeval_min_pass_rate"), float,
+                              low=0, high=1, optional=True),  # fmt: skip
+        std_threshold=_number("llmeval_std_threshold", ini("llmeval_std_threshold"), float,
+                              low=0),  # fmt: skip
+        min_history=_number("llmeval_min_history", ini("llmeval_min_history"), int, low=2),
+        history_binomial=bool(ini("llmeval_history_binomial")),
+        history_alpha=_number("llmeval_history_alpha", ini("llmeval_history_alpha"), float,
+                              low=1e-12, high=0.999999),  # fmt: skip
+        repeat=repeat,
+        repeat_pass_fraction=_number("llmeval_repeat_pass_fraction",
+                                     ini("llmeval_repeat_pass_fraction"), float, low=0, high=1),  # fmt: skip
+        flaky_alpha=_number("llmeval_flaky_alpha", ini("llmeval_flaky_alpha"), float,
+                            low=1e-12, high=0.999999),  # fmt: skip
+        compare_sut=opt("llmeval_compare_sut"),
+        compare_alpha=_number("llmeval_compare_alpha", ini("llmeval_compare_alpha"), float,
+                              low=1e-12, high=0.999999),  # fmt: skip
+        noninferiority_margin=_number("llmeval_noninferiority_margin",
+                                      ini("llmeval_noninferiority_margin"), float, low=0,
+                                      high=1, optional=True),  # fmt: skip
+        step_summary=bool(ini("llmeval_step_summary")),
+        update_baseline=bool(opt("llmeval_update_baseline")),
+        record_history=bool(opt("llmeval_record_history")),
+        no_cache=bool(opt("llmeval_no_cache")),
+        offline=bool(opt("llmeval_offline")),
+        batch=bool(opt("llmeval_batch")),
+        reports=tuple(Path(p) for p in opt("llmeval_report")),
+        shard=_shard(opt("llmeval_shard")),
+    )

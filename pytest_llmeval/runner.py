@@ -1,0 +1,290 @@
+"""Runs the system under test and the judge for cases, with the judge cache.
+
+Two paths share one pipeline:
+- :meth:`Evaluator.evaluate` runs a case inline (the local judge with a sync SUT: nothing to
+  overlap, so no thread hand-offs).
+- :class:`RunAhead` runs the pipeline for upcoming cases on a background event loop with bounded
+  concurrency, so network-bound SUT and judge calls overlap while pytest still reports items one
+  at a time, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import hashlib
+import inspect
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_llmeval.cache import JudgeCache, cache_key
+from pytest_llmeval.cases import Case
+from pytest_llmeval.checks import RuleSettings, finalize, system_error_verdict
+from pytest_llmeval.judges import is_network_judge
+from pytest_llmeval.judges.base import Judge, JudgeError, JudgeResult, Usage, Verdict
+
+
+@dataclass
+class Sample:
+    """One SUT call and its verdict."""
+
+    response: str
+    verdict: Verdict
+    cached: bool
+    latency_s: float
+
+
+@dataclass
+class Evaluation:
+    """Everything learnt about one case in this run."""
+
+    case: Case
+    samples: list[Sample] = field(default_factory=list)
+    error: str | None = None  # the judge could not answer: an ERROR, never a verdict
+    usage: Usage = field(default_factory=Usage)
+    judge_calls: int = 0
+    cache_hits: int = 0
+
+    @property
+    def passes(self) -> int:
+        return sum(1 for s in self.samples if s.verdict.passed)
+
+
+def response_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class EvaluatorConfig:
+    rules: RuleSettings
+    repeat: int = 1
+    repeat_pass_fraction: float = 0.5
+    sut_timeout: float | None = None
+    offline: bool = False
+    use_cache: bool = True
+
+
+class Evaluator:
+    """SUT -> cache -> judge -> checks for one case, sync or async."""
+
+    def __init__(self, judge: Judge, cache: JudgeCache | None, config: EvaluatorConfig) -> None:
+        self.judge = judge
+        self.cache = cache if config.use_cache else None
+        self.config = config
+        self.network = is_network_judge(judge)
+        self._ascore = getattr(judge, "ascore", None)
+
+    # -- pieces shared by both paths -------------------------------------------------------
+    def _checks_only(self, case: Case) -> bool:
+        return case.ground_truth is None and self.judge.identity.name == "local"
+
+    def _lookup(self, case: Case, response: str, index: int) -> tuple[str, JudgeResult | None]:
+        key = cache_key(self.judge.identity, case, response, index)
+        return key, (self.cache.get(key) if self.cache is not None else None)
+
+    def _miss_allowed(self) -> None:
+        if self.config.offline and self.network:
+            raise JudgeError(
+                "--llmeval-offline: no cached verdict for this response and the judge"
+                " needs the network; run once online to fill the cache"
+            )
+
+    def _finish(self, ev: Evaluation, case: Case, response: str, result: JudgeResult,
+                cached: bool, latency: float) -> None:  # fmt: skip
+        verdict = finalize(
+            case,
+            response,
+            result,
+            self.judge.identity,
+            self.config.rules,
+            checks_only=self._checks_only(case),
+        )
+        ev.samples.append(Sample(response, verdict, cached, latency))
+        if cached:
+            ev.cache_hits += 1
+        else:
+            ev.judge_calls += 1
+            ev.usage = ev.usage + result.usage
+
+    def _sut_failed(self, ev: Evaluation, case: Case, mode: str, message: str, t: float) -> None:
+        verdict = system_error_verdict(case, mode, message, self.judge.identity, self.config.rules)
+        ev.samples.append(Sample("", verdict, False, time.perf_counter() - t))
+
+    # -- inline path ------------------------------------------------------------------------
+    def evaluate(self, case: Case, sut: Callable[[Case], Any]) -> Evaluation:
+        ev = Evaluation(case)
+        try:
+            for index in range(self.config.repeat):
+                t0 = time.perf_counter()
+                try:
+                    response = self._call_sync(sut, case)
+                except TimeoutError:
+                    self._sut_failed(ev, case, "timeout", self._timeout_text(), t0)
+                    continue
+                except Exception as exc:
+                    self._sut_failed(ev, case, "system_error", _exc_text(exc), t0)
+                    continue
+                latency = time.perf_counter() - t0
+                key, result = self._lookup(case, response, index)
+                cached = result is not None
+                if result is None:
+                    self._miss_allowed()
+                    result = self.judge.score(case, response)
+                    if self.cache is not None:
+                        self.cache.put(key, result)
+                self._finish(ev, case, response, result, cached, latency)
+        except JudgeError as exc:
+            ev.error = str(exc)
+        return ev
+
+    def judge_response(self, case: Case, response: str) -> Evaluation:
+        """Judge an already produced response (for ``llmeval_record``)."""
+        ev = Evaluation(case)
+        try:
+            key, result = self._lookup(case, response, 0)
+            cached = result is not None
+            if result is None:
+                self._miss_allowed()
+                result = self.judge.score(case, response)
+                if self.cache is not None:
+                    self.cache.put(key, result)
+            self._finish(ev, case, response, result, cached, 0.0)
+        except JudgeError as exc:
+            ev.error = str(exc)
+        return ev
+
+    def _timeout_text(self) -> str:
+        return f"the system under test did not answer within {self.config.sut_timeout:g} s"
+
+    def _call_sync(self, sut: Callable[[Case], Any], case: Case) -> str:
+        if self.config.sut_timeout is None and not inspect.iscoroutinefunction(sut):
+            return _as_text(sut(case))
+        # a timeout needs the call off this thread; async SUTs need a loop
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            future = pool.submit(_call_any, sut, case)
+            try:
+                return _as_text(future.result(timeout=self.config.sut_timeout))
+            except concurrent.futures.TimeoutError:
+                raise TimeoutError from None
+
+    # -- async path -------------------------------------------------------------------------
+    async def evaluate_async(
+        self,
+        case: Case,
+        sut: Callable[[Case], Any],
+        sut_executor: concurrent.futures.Executor,
+        io_executor: concurrent.futures.Executor,
+    ) -> Evaluation:
+        loop = asyncio.get_running_loop()
+        ev = Evaluation(case)
+        try:
+            for index in range(self.config.repeat):
+                t0 = time.perf_counter()
+                try:
+                    if inspect.iscoroutinefunction(sut):
+                        call = sut(case)
+                    else:
+                        call = loop.run_in_executor(sut_executor, sut, case)
+                    raw = await asyncio.wait_for(call, timeout=self.config.sut_timeout)
+                    response = _as_text(raw)
+                except (asyncio.TimeoutError, TimeoutError):
+                    self._sut_failed(ev, case, "timeout", self._timeout_text(), t0)
+                    continue
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    self._sut_failed(ev, case, "system_error", _exc_text(exc), t0)
+                    continue
+                latency = time.perf_counter() - t0
+                key, result = await loop.run_in_executor(
+                    io_executor, self._lookup, case, response, index
+                )
+                cached = result is not None
+                if result is None:
+                    self._miss_allowed()
+                    if self._ascore is not None:
+                        result = await self._ascore(case, response)
+                    else:
+                        result = await loop.run_in_executor(
+                            io_executor, self.judge.score, case, response
+                        )
+                    if self.cache is not None:
+                        await loop.run_in_executor(io_executor, self.cache.put, key, result)
+                assert result is not None
+                self._finish(ev, case, response, result, cached, latency)
+        except JudgeError as exc:
+            ev.error = str(exc)
+        return ev
+
+
+def _call_any(sut: Callable[[Case], Any], case: Case) -> Any:
+    if inspect.iscoroutinefunction(sut):
+        return asyncio.run(sut(case))
+    return sut(case)
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    text = getattr(value, "text", None)  # objects carrying usage may expose .text
+    if isinstance(text, str):
+        return text
+    raise TypeError(f"the system under test returned {type(value).__name__}, expected str")
+
+
+def _exc_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+class RunAhead:
+    """Evaluates upcoming cases on a background event loop, at most ``concurrency`` at once."""
+
+    def __init__(self, evaluator: Evaluator, concurrency: int, sut_concurrency: int) -> None:
+        self.evaluator = evaluator
+        self.concurrency = concurrency
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="llmeval-run-ahead", daemon=True
+        )
+        self._thread.start()
+        self._sut_pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=sut_concurrency, thread_name_prefix="llmeval-sut"
+        )
+        self._io_pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=concurrency, thread_name_prefix="llmeval-judge"
+        )
+        self._semaphore: asyncio.Semaphore | None = None
+        self.futures: dict[str, concurrent.futures.Future[Evaluation]] = {}
+
+    async def _guarded(self, case: Case, sut: Callable[[Case], Any]) -> Evaluation:
+        if self._semaphore is None:
+            self._semaphore = asyncio.Semaphore(self.concurrency)
+        async with self._semaphore:
+            return await self.evaluator.evaluate_async(case, sut, self._sut_pool, self._io_pool)
+
+    def submit(self, key: str, case: Case, sut: Callable[[Case], Any]) -> None:
+        if key not in self.futures:
+            self.futures[key] = asyncio.run_coroutine_threadsafe(
+                self._guarded(case, sut), self._loop
+            )
+
+    def result(self, key: str) -> Evaluation:
+        future = self.futures.pop(key)
+        while True:
+            try:  # a short timeout keeps the main thread responsive to Ctrl-C
+                return future.result(timeout=0.2)
+            except concurrent.futures.TimeoutError:
+                continue
+
+    def close(self) -> None:
+        """Cancel outstanding work promptly and stop the loop."""
+        for future in self.futures.values():
+            future.cancel()
+        self.futures.clear()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        self._sut_pool.shutdown(wait=False, cancel_futures=True)
+        self._io_pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,510 @@
+"""Per-run state (one object in ``config.stash``) and the end-of-run work on the controller."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import inspect
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_llmeval import gate
+from pytest_llmeval.cache import JudgeCache
+from pytest_llmeval.cases import Case
+from pytest_llmeval.checks import RuleSettings
+from pytest_llmeval.judges import import_object, load_judge
+from pytest_llmeval.judges.base import Judge, JudgeIdentity
+from pytest_llmeval.options import Settings, settings_from_config
+from pytest_llmeval.runner import (
+    Evaluation,
+    Evaluator,
+    EvaluatorConfig,
+    RunAhead,
+    response_sha256,
+)
+from pytest_llmeval.store import (
+    Baseline,
+    BaselineEntry,
+    StoreError,
+    append_history,
+    git_commit,
+    load_baseline,
+    load_history,
+    save_baseline,
+)
+
+if TYPE_CHECKING:
+    from pytest_llmeval.items import CaseItem
+
+STATE_KEY = pytest.StashKey["LLMEvalState"]()
+
+NO_SUT = (
+    "no system under test: define a session-scoped fixture `llmeval_sut` in conftest.py that"
+    " returns a callable(case) -> str, or pass --llmeval-sut module:attr"
+)
+
+
+def get_state(config: pytest.Config) -> LLMEvalState:
+    return config.stash[STATE_KEY]
+
+
+def is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+@dataclass
+class EndOfRun:
+    """What the controller decided and wrote at the end (read by the terminal summary)."""
+
+    report: dict[str, Any]
+    decision: gate.GateDecision
+    written: list[str] = field(default_factory=list)
+    skipped_writes: list[str] = field(default_factory=list)
+
+
+class LLMEvalState:
+    """Everything pytest-llmeval knows during one run, on one process."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.settings: Settings = settings_from_config(config)
+        self.worker = is_worker(config)
+        self.root = Path(str(config.inipath.parent)) if config.inipath else config.rootpath
+        self.rules = RuleSettings(
+            min_words=self.settings.min_words,
+            max_words=self.settings.max_words,
+            default_threshold=self.settings.threshold,
+        )
+        try:
+            self.baseline: Baseline | None = load_baseline(self.settings.baseline_path)
+            self.history: list[dict[str, Any]] = load_history(self.settings.history_path)
+        except StoreError as exc:
+            raise pytest.UsageError(f"pytest-llmeval: {exc}") from None
+        self._judge: Judge | None = None
+        self._cache: JudgeCache | None = None
+        self._evaluator: Evaluator | None = None
+        self._run_ahead: RunAhead | None = None
+        self._sut: Callable[[Case], Any] | None = None
+        self._sut_resolved = False
+        self.item_order: dict[str, int] = {}
+        self.case_items: list[CaseItem] = []
+        # collection facts (local, or merged from workers under xdist)
+        self.collected_files: set[str] = set()
+        self.collected_keys: set[str] = set()
+        self.deselected = 0
+        self.worker_collection: dict[str, Any] | None = None
+        # per-case records arrive through reports (also from xdist workers)
+        self.records: dict[str, dict[str, Any]] = {}
+        self.end: EndOfRun | None = None
+
+    # -- judge, cache, SUT ------------------------------------------------------------------
+    @property
+    def judge(self) -> Judge:
+        if self._judge is None:
+            try:
+                self._judge = load_judge(self.settings.judge, self.judge_options())
+            except ValueError as exc:
+                raise pytest.UsageError(str(exc)) from None
+        return self._judge
+
+    def judge_options(self) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "model": s.judge_model,
+            "max_tokens": s.judge_max_tokens,
+            "timeout": s.judge_timeout,
+            "max_retries": s.judge_max_retries,
+            "max_retry_wait": s.max_retry_wait,
+            "rpm": s.rpm,
+            "prices_file": s.prices_file,
+        }
+
+    def check_judge_identity(self) -> None:
+        """Refuse a baseline made by another judge (unless it is being rewritten)."""
+        if self.baseline is None or self.baseline.judge is None:
+            return
+        if self.settings.update_baseline or not self.baseline.entries:
+            return
+        ours = self.judge.identity.to_dict()
+        theirs = self.baseline.judge.to_dict()
+        if ours != theirs:
+            diffs = ", ".join(
+                f"{k}: baseline {theirs[k]!r} vs now {ours[k]!r}" for k in ours if ours[k] != theirs[k]
+            )
+            raise pytest.UsageError(
+                f"pytest-llmeval: {self.settings.baseline_path} was made by another judge ({diffs})."
+                " Scores of different judges are not comparable. Re-baseline with this judge:"
+                " pytest --llmeval-update-baseline (or select the baseline's judge with"
+                " --llmeval-judge)."
+            )
+
+    @property
+    def cache(self) -> JudgeCache | None:
+        if self.settings.no_cache:
+            return None
+        if self._cache is None:
+            self._cache = JudgeCache(self.settings.cache_path)
+        return self._cache
+
+    @property
+    def evaluator(self) -> Evaluator:
+        if self._evaluator is None:
+            self._evaluator = Evaluator(
+                self.judge,
+                self.cache,
+                EvaluatorConfig(
+                    rules=self.rules,
+                    repeat=self.settings.repeat,
+                    repeat_pass_fraction=self.settings.repeat_pass_fraction,
+                    sut_timeout=self.settings.sut_timeout,
+                    offline=self.settings.offline,
+                    use_cache=not self.settings.no_cache,
+                ),
+            )
+        return self._evaluator
+
+    def resolve_sut(self, item: CaseItem) -> Callable[[Case], Any]:
+        if not self._sut_resolved:
+            if self.settings.sut:
+                try:
+                    sut = import_object(self.settings.sut, "--llmeval-sut")
+                except ValueError as exc:
+                    raise pytest.UsageError(str(exc)) from None
+            else:
+                sut = item.funcargs["request"].getfixturevalue("llmeval_sut")  # type: ignore[union-attr]
+            if sut is None or not callable(sut):
+                from pytest_llmeval.items import ConfigFailure
+
+                raise ConfigFailure(NO_SUT if sut is None else f"llmeval_sut is not callable: {sut!r}")
+            self._sut = sut
+            self._sut_resolved = True
+        assert self._sut is not None
+        return self._sut
+
+    # -- evaluation -------------------------------------------------------------------------
+    def _use_run_ahead(self, sut: Callable[[Case], Any]) -> bool:
+        s = self.settings
+        if self.worker or s.concurrency <= 1:
+            return False
+        local = self.judge.identity.name == "local"
+        return not local or inspect.iscoroutinefunction(sut) or s.sut_concurrency > 1
+
+    def evaluate_item(self, item: CaseItem) -> Evaluation:
+        sut = self.resolve_sut(item)
+        if not self._use_run_ahead(sut):
+            return self.evaluator.evaluate(item.case, sut)
+        if self._run_ahead is None:
+            self._run_ahead = RunAhead(
+                self.evaluator, self.settings.concurrency, self.settings.sut_concurrency
+            )
+        start = self.item_order.get(item.nodeid)
+        if start is None:
+            self._run_ahead.submit(item.nodeid, item.case, sut)
+        else:
+            window = self.case_items[start : start + self.settings.concurrency]
+            for upcoming in window:
+                self._run_ahead.submit(upcoming.nodeid, upcoming.case, sut)
+        return self._run_ahead.result(item.nodeid)
+
+    def close(self) -> None:
+        if self._run_ahead is not None:
+            self._run_ahead.close()
+            self._run_ahead = None
+        if self._cache is not None:
+            self._cache.close()
+
+    # -- per-case records -------------------------------------------------------------------
+    def baseline_entry(self, key: str) -> BaselineEntry | None:
+        if self.baseline is None:
+            return None
+        return self.baseline.entries.get(key)
+
+    def record_for(self, item: CaseItem, ev: Evaluation, key: str | None = None) -> dict[str, Any]:
+        return self.build_record(key or item.nodeid, item.case, ev)
+
+    def build_record(self, key: str, case: Case, ev: Evaluation) -> dict[str, Any]:
+        """The plain-builtins record of one case (it rides on the report to the controller)."""
+        s = self.settings
+        base = self.baseline_entry(key)
+        samples = len(ev.samples)
+        passes = ev.passes
+        if ev.error is not None:
+            verdict = "error"
+        elif samples and passes / samples >= s.repeat_pass_fraction and (
+            s.repeat > 1 or passes == samples
+        ):
+            verdict = "pass"
+        else:
+            verdict = "fail"
+        view = (
+            gate.BaselineView(base.passed, base.passes, base.samples) if base is not None else None
+        )
+        cls = gate.classify(verdict, view, passes=passes, samples=samples, flaky_alpha=s.flaky_alpha)
+        first = ev.samples[0] if ev.samples else None
+        scores = [smp.verdict.score for smp in ev.samples]
+        modes: list[str] = []
+        checks: list[str] = []
+        for smp in ev.samples:
+            modes.extend(m for m in smp.verdict.failure_modes if m not in modes)
+            checks.extend(c for c in smp.verdict.failed_checks if c not in checks)
+        judge = self.judge.identity
+        return {
+            "key": key,
+            "id": case.id,
+            "nodeid": key,
+            "file": key.split("::")[0],
+            "line": case.line,
+            "question": case.question,
+            "messages": [{"role": m.role, "content": m.content} for m in case.messages]
+            if case.messages is not None
+            else None,
+            "ground_truth": case.ground_truth,
+            "rubric": case.rubric,
+            "tags": list(case.tags),
+            "difficulty": case.difficulty,
+            "verdict": verdict,
+            "outcome": cls.outcome,
+            "outcome_detail": cls.detail,
+            "score": (sum(scores) / len(scores)) if scores and verdict != "error" else None,
+            "threshold": first.verdict.threshold
+            if first
+            else (case.threshold if case.threshold is not None else s.threshold),
+            "failure_modes": modes,
+            "failed_checks": checks,
+            "reasoning": first.verdict.reasoning if first else "",
+            "error": ev.error,
+            "checks_only": bool(first and first.verdict.checks_only),
+            "baseline": None
+            if base is None
+            else {
+                "verdict": base.verdict,
+                "score": base.score,
+                "passes": base.passes,
+                "samples": base.samples,
+            },
+            "samples": samples,
+            "passes": passes,
+            "sample_verdicts": [smp.verdict.passed for smp in ev.samples],
+            "judge": judge.label(),
+            "response": first.response if first else "",
+            "response_sha256": response_sha256(first.response) if first else "",
+            "judge_calls": ev.judge_calls,
+            "cache_hits": ev.cache_hits,
+            "usage": ev.usage.to_dict(),
+        }
+
+    def xfail_reason(self, record: dict[str, Any]) -> str:
+        if record["outcome"] == "flaky":
+            return f"flaky: {record['outcome_detail']}"
+        score = record["score"]
+        shown = f"score {score:.2f} < {record['threshold']:.2f}" if score is not None else ""
+        modes = ", ".join(record["failure_modes"])
+        return f"known failure (fails in the baseline too): {shown} {modes}".strip()
+
+    def note_collected_file(self, rel: str) -> None:
+        self.collected_files.add(rel)
+
+    def set_items(self, items: Sequence[pytest.Item]) -> None:
+        from pytest_llmeval.items import CaseItem
+
+        self.case_items = [i for i in items if isinstance(i, CaseItem)]
+        self.item_order = {item.nodeid: n for n, item in enumerate(self.case_items)}
+
+    def add_record(self, record: dict[str, Any]) -> None:
+        self.records[record["key"]] = record
+
+    # -- end of run (controller only) -------------------------------------------------------
+    def narrowed_reasons(self, session: pytest.Session) -> list[str]:
+        reasons: list[str] = []
+        if self.deselected:
+            reasons.append(f"{self.deselected} items deselected (-k/-m/--lf)")
+        if any("::" in str(a) for a in self.config.args):
+            reasons.append("node ids were given")
+        if session.shouldstop or session.shouldfail:
+            reasons.append("the run stopped early (-x/--maxfail)")
+        if self.settings.shard is not None:
+            reasons.append(f"shard {self.settings.shard[0]}/{self.settings.shard[1]}")
+        if self.baseline is not None:
+            missing = sorted(
+                {
+                    k.split("::")[0]
+                    for k in self.baseline.entries
+                    if k.split("::")[0] not in self.collected_files
+                    and (self.root / k.split("::")[0]).exists()
+                    and k.split("::")[0].endswith(".jsonl")
+                }
+            )
+            if missing:
+                reasons.append(f"case files not collected: {', '.join(missing[:3])}")
+        return reasons
+
+    def unused_entries(self, full_run: bool, session: pytest.Session) -> list[str]:
+        if self.baseline is None or any("::" in str(a) for a in self.config.args):
+            return []
+        out = []
+        for key in self.baseline.entries:
+            path = key.split("::")[0]
+            if key in self.collected_keys:
+                continue
+            if path in self.collected_files or not (self.root / path).exists():
+                out.append(key)
+        return sorted(out)
+
+    def finish(self, session: pytest.Session, exitstatus: int) -> None:
+        from pytest_llmeval.report import build_report
+
+        s = self.settings
+        interrupted = exitstatus in (
+            pytest.ExitCode.INTERRUPTED,
+            pytest.ExitCode.INTERNAL_ERROR,
+            pytest.ExitCode.USAGE_ERROR,
+        )
+        if not self.records and not self.collected_files:
+            return
+        reasons = self.narrowed_reasons(session)
+        full_run = not reasons and not interrupted
+        judge = self.judge.identity
+        records = [self.records[k] for k in sorted(self.records)]
+        passed = sum(1 for r in records if r["verdict"] == "pass")
+        failed = sum(1 for r in records if r["verdict"] == "fail")
+        regressions = [r["key"] for r in records if r["outcome"] == "regression"]
+        history = [h for h in self.history if _same_judge(h, judge)]
+        decision = gate.decide(
+            passed=passed,
+            failed=failed,
+            regressions=regressions,
+            history=history,
+            settings=gate.GateSettings(
+                max_regressions=s.max_regressions,
+                min_pass_rate=s.min_pass_rate,
+                std_threshold=s.std_threshold,
+                min_history=s.min_history,
+                history_binomial=s.history_binomial,
+                history_alpha=s.history_alpha,
+            ),
+            full_run=full_run,
+            update_baseline=s.update_baseline,
+        )
+        unused = self.unused_entries(full_run, session)
+        report = build_report(
+            records=records,
+            decision=decision,
+            judge=judge,
+            settings=s,
+            unused=unused,
+            history=self.history,
+            full_run=full_run,
+            narrowed=reasons,
+            cache_problems=list(self._cache.problems) if self._cache else [],
+        )
+        self.end = EndOfRun(report=report, decision=decision)
+        if interrupted:
+            self.end.skipped_writes.append("the run was interrupted: nothing written")
+        else:
+            self._write_state(records, unused, full_run, reasons, report)
+        self._write_reports(report)
+        if not decision.passed and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def _write_state(
+        self,
+        records: list[dict[str, Any]],
+        unused: list[str],
+        full_run: bool,
+        reasons: list[str],
+        report: dict[str, Any],
+    ) -> None:
+        s = self.settings
+        assert self.end is not None
+        if s.update_baseline:
+            entries = dict(self.baseline.entries) if self.baseline else {}
+            created = updated = 0
+            for r in records:
+                if r["verdict"] == "error":
+                    continue
+                key = r["key"]
+                new = BaselineEntry(
+                    verdict=r["verdict"],
+                    score=float(r["score"]),
+                    response_sha256=r["response_sha256"],
+                    threshold=float(r["threshold"]),
+                    passes=int(r["passes"]),
+                    samples=int(r["samples"]),
+                )
+                if key not in entries:
+                    created += 1
+                elif entries[key] != new:
+                    updated += 1
+                entries[key] = new
+            removed = 0
+            if full_run:
+                for key in unused:
+                    if entries.pop(key, None) is not None:
+                        removed += 1
+            save_baseline(
+                s.baseline_path, Baseline(self.judge.identity, entries), s.threshold
+            )
+            self.end.written.append(
+                f"baseline {self._rel(s.baseline_path)}: {created} created, {updated} updated,"
+                f" {removed} removed, {len(entries)} cases"
+            )
+        if s.update_baseline or s.record_history:
+            if not full_run:
+                self.end.skipped_writes.append(
+                    "history not appended: the run was narrowed (" + "; ".join(reasons) + ")"
+                )
+                return
+            summary = report["summary"]
+            line = {
+                "timestamp": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "commit": git_commit(self.root),
+                "total": summary["passed"] + summary["failed"],
+                "passed": summary["passed"],
+                "errors": summary["errors"],
+                "pass_rate": summary["pass_rate"],
+                "mean_score": None
+                if summary["mean_score"] is None
+                else round(summary["mean_score"], 6),
+                "judge": self.judge.identity.to_dict(),
+            }
+            if line["pass_rate"] is None:
+                self.end.skipped_writes.append("history not appended: no judged cases")
+                return
+            append_history(s.history_path, line)
+            self.end.written.append(f"history {self._rel(s.history_path)}: 1 run appended")
+
+    def _write_reports(self, report: dict[str, Any]) -> None:
+        from pytest_llmeval.report import write_report, write_step_summary
+
+        assert self.end is not None
+        for path in self.settings.reports:
+            target = path if path.is_absolute() else Path(self.config.invocation_params.dir) / path
+            try:
+                write_report(target, report)
+            except (OSError, RuntimeError, ValueError) as exc:
+                self.end.skipped_writes.append(f"report {path} not written: {exc}")
+            else:
+                self.end.written.append(f"report {path}")
+        step = os.environ.get("GITHUB_STEP_SUMMARY")
+        if step and self.settings.step_summary:
+            try:
+                write_step_summary(Path(step), report)
+            except (OSError, RuntimeError, ValueError) as exc:
+                self.end.skipped_writes.append(f"GITHUB_STEP_SUMMARY not written: {exc}")
+
+    def _rel(self, path: Path) -> str:
+        try:
+            return str(path.relative_to(Path(self.config.invocation_params.dir)))
+        except ValueError:
+            return str(path)
+
+
+def _same_judge(record: dict[str, Any], judge: JudgeIdentity) -> bool:
+    raw = record.get("judge")
+    if not isinstance(raw, dict) or "name" not in raw:
+        return True  # history written before judges were recorded: keep it
+    return JudgeIdentity.from_dict(raw).to_dict() == judge.to_dict()

@@ -1,0 +1,41 @@
+"""The only module that knows pytest-xdist.
+
+Workers collect and run; they send per-case records on their test reports (serialised by
+xdist) and their collection facts, as plain builtins, in ``workeroutput``. Only the controller
+decides gates and writes files.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pytest
+
+    from pytest_llmeval.session import LLMEvalState
+
+
+def send_collection(config: pytest.Config, state: LLMEvalState) -> None:
+    """On a worker: put what it collected into ``workeroutput`` (builtins only)."""
+    output: dict[str, Any] = config.workeroutput  # type: ignore[attr-defined]
+    output["llmeval"] = {
+        "collected_files": sorted(state.collected_files),
+        "collected_keys": sorted(state.collected_keys),
+        "deselected": int(state.deselected),
+    }
+
+
+class XdistHooks:
+    """Controller-side xdist hooks (registered only when xdist is installed)."""
+
+    def __init__(self, state: LLMEvalState) -> None:
+        self.state = state
+
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        data = getattr(node, "workeroutput", {}).get("llmeval")
+        if not data:
+            return
+        # every worker collects the same items: merge by union, deselection by max
+        self.state.collected_files.update(data["collected_files"])
+        self.state.collected_keys.update(data["collected_keys"])
+        self.state.deselected = max(self.state.deselected, int(data["deselected"]))
