@@ -124,7 +124,7 @@ def _fast_valid(obj: dict[str, Any]) -> bool:
     if type(question) is not str or not question:
         return False
     case_id = obj.get("id")
-    if case_id is not None and (
+    if "id" in obj and (  # an explicit null id is a schema error, not "no id"
         type(case_id) is not str or len(case_id) > 200 or not _ID_RE.match(case_id)
     ):
         return False

@@ -2,7 +2,8 @@
 
 Pure: no pytest, no I/O. Rule checks (from the seed) apply to every judge: fewer than
 ``min_words`` words is ``too_short`` (score capped at 0.3), more than ``max_words`` is
-``too_long`` (reported, not failing by itself, as in the seed). A case's own ``checks`` must all pass.
+``too_long`` (reported, not failing by itself, as in the seed). A case's own ``checks`` must
+all pass.
 """
 
 from __future__ import annotations

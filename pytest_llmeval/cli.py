@@ -17,6 +17,7 @@ _COMMAND_MODULES = (
     "pytest_llmeval.cli_ab",
     "pytest_llmeval.cli_online",
     "pytest_llmeval.cli_report",
+    "pytest_llmeval.cli_gate",
 )
 
 

@@ -34,10 +34,10 @@ def llmeval_sut() -> Any:
 def llmeval_judge(request: pytest.FixtureRequest) -> Judge:
     """The configured judge (``llmeval_judge`` ini / ``--llmeval-judge``)::
 
-        def test_tone(llmeval_judge, llmeval_sut):
-            case = Case(id="tone", question="Hi?", ground_truth="Hello! How can I help?")
-            result = llmeval_judge.score(case, llmeval_sut(case))
-            assert result.score >= 0.5
+    def test_tone(llmeval_judge, llmeval_sut):
+        case = Case(id="tone", question="Hi?", ground_truth="Hello! How can I help?")
+        result = llmeval_judge.score(case, llmeval_sut(case))
+        assert result.score >= 0.5
     """
     from pytest_llmeval.session import get_state
 
@@ -48,8 +48,8 @@ def llmeval_judge(request: pytest.FixtureRequest) -> Judge:
 def llmeval_ab() -> Any:
     """A/B test maths with the seed's method names, done exactly (scipy)::
 
-        def test_experiment_size(llmeval_ab):
-            assert llmeval_ab.compute_required_sample_size(0.12, 0.15) == 5443
+    def test_experiment_size(llmeval_ab):
+        assert llmeval_ab.compute_required_sample_size(0.12, 0.15) == 5443
     """
     from pytest_llmeval.stats import ABTestDesigner
 

@@ -6,6 +6,7 @@ merge of shard reports, so both give identical decisions.
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from collections.abc import Mapping, Sequence
@@ -224,3 +225,102 @@ def _binomial_gate(
         f" two-proportion z = {result.z:.3f}, p = {p:.4g}"
         f" ({'not ' if ok else ''}significant at {settings.history_alpha:g})",
     )
+
+
+def decide_comparison(
+    pairs: Sequence[tuple[str, bool, bool]],
+    *,
+    alpha: float = 0.05,
+    noninferiority_margin: float | None = None,
+) -> dict[str, Any]:
+    """Paired comparison of the baseline SUT and a candidate on the same cases.
+
+    ``pairs`` holds ``(case key, baseline SUT passed, candidate passed)`` for cases both judged.
+    The candidate is recommended only when it is better with McNemar's exact p below ``alpha``
+    or, with a non-inferiority margin, when the lower bound of the (1 - 2·alpha) Newcombe
+    paired interval of (candidate - baseline) is above ``-margin``. Never on a raw delta.
+    """
+    from pytest_llmeval.stats import mcnemar, paired_difference_ci, proportion_ci
+
+    n = len(pairs)
+    regressions = [k for k, base, cand in pairs if base and not cand]
+    improvements = [k for k, base, cand in pairs if cand and not base]
+    both = sum(1 for _, base, cand in pairs if base and cand)
+    neither = n - both - len(regressions) - len(improvements)
+    base_pass = both + len(regressions)
+    cand_pass = both + len(improvements)
+    out: dict[str, Any] = {
+        "n": n,
+        "baseline_passed": base_pass,
+        "candidate_passed": cand_pass,
+        "baseline_pass_rate": base_pass / n if n else None,
+        "candidate_pass_rate": cand_pass / n if n else None,
+        "baseline_ci": list(proportion_ci(base_pass, n)) if n else None,
+        "candidate_ci": list(proportion_ci(cand_pass, n)) if n else None,
+        "regressions": regressions,
+        "improvements": improvements,
+        "b": len(regressions),
+        "c": len(improvements),
+        "alpha": alpha,
+        "noninferiority_margin": noninferiority_margin,
+    }
+    if n == 0:
+        out.update(mcnemar_p=None, recommendation="baseline", reason="no case judged for both")
+        return out
+    test = mcnemar(len(regressions), len(improvements), exact=True)
+    out["mcnemar_p"] = test.p_value
+    lo, hi = paired_difference_ci(both, len(regressions), len(improvements), neither,
+                                  level=1 - 2 * alpha)  # fmt: skip
+    out["difference_ci"] = [lo, hi]
+    out["difference_ci_level"] = 1 - 2 * alpha
+    better = len(improvements) > len(regressions)
+    if better and test.p_value < alpha:
+        rec = "candidate"
+        reason = (
+            f"better: {len(improvements)} improvements vs {len(regressions)} regressions,"
+            f" McNemar exact p = {test.p_value:.4g} < {alpha:g}"
+        )
+    elif noninferiority_margin is not None and lo > -noninferiority_margin:
+        rec = "candidate"
+        reason = (
+            f"not worse than the margin: {100 * (1 - 2 * alpha):.0f}% CI of the pass-rate"
+            f" difference [{lo:+.3f}, {hi:+.3f}] lies above -{noninferiority_margin:g}"
+        )
+    else:
+        rec = "baseline"
+        reason = (
+            f"{len(improvements)} improvements vs {len(regressions)} regressions,"
+            f" McNemar exact p = {test.p_value:.4g}"
+            + ("" if better else " (the candidate is not better)")
+            + (
+                f"; non-inferiority not shown (CI lower bound {lo:+.3f} <="
+                f" -{noninferiority_margin:g})"
+                if noninferiority_margin is not None
+                else ""
+            )
+        )
+    out["recommendation"] = rec
+    out["reason"] = reason
+    return out
+
+
+def flaky_from_history(
+    history: Sequence[Mapping[str, Any]], keys: set[str], *, window: int = 10
+) -> list[str]:
+    """Cases whose verdict flipped at least twice over the last ``window`` recorded runs.
+
+    History lines list the keys that failed. After a case's first recorded failure, each change
+    between failing and passing is a flip; two flips (fail, pass, fail, or fail, pass after a
+    pass) mean the verdict wobbles rather than moved once.
+    """
+    runs = [set(h["failed"]) for h in history[-window:] if isinstance(h.get("failed"), list)]
+    out = []
+    for key in sorted(keys):
+        states = [key in failed for failed in runs]
+        if True not in states:
+            continue
+        states = states[states.index(True) :]
+        flips = sum(1 for a, b in itertools.pairwise(states) if a != b)
+        if flips >= 2:
+            out.append(key)
+    return out

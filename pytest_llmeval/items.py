@@ -13,7 +13,6 @@ from pytest_llmeval.cases import Case, CaseError, iter_cases
 
 if TYPE_CHECKING:
     from pytest_llmeval.runner import Evaluation
-    from pytest_llmeval.session import LLMEvalState
 
 MAX_ERRORS_SHOWN = 20
 
@@ -82,6 +81,7 @@ class CaseItem(pytest.Function):
         super().__init__(**kwargs)
         self.case = case
         self.evaluation: Evaluation | None = None
+        self.candidate: Evaluation | None = None
         self.llmeval_record: dict[str, Any] | None = None
         self.add_marker("llmeval")
         # -k matches node names, markers and extra_keyword_matches
@@ -98,9 +98,9 @@ class CaseItem(pytest.Function):
 
         __tracebackhide__ = True
         state = get_state(self.config)
-        self.evaluation = state.evaluate_item(self)
+        self.evaluation, self.candidate = state.evaluate_item(self)
         if self.evaluation.error is not None:
-            self.llmeval_record = state.record_for(self, self.evaluation)
+            self.llmeval_record = state.record_for(self, self.evaluation, self.candidate)
             raise JudgeFailure(self.evaluation.error)
 
     def runtest(self) -> None:
@@ -109,7 +109,7 @@ class CaseItem(pytest.Function):
         __tracebackhide__ = True
         assert self.evaluation is not None
         state = get_state(self.config)
-        record = state.record_for(self, self.evaluation)
+        record = state.record_for(self, self.evaluation, self.candidate)
         self.llmeval_record = record
         outcome = record["outcome"]
         if outcome in ("regression", "new_failure"):
@@ -117,9 +117,7 @@ class CaseItem(pytest.Function):
         if outcome in ("known_failure", "flaky"):
             pytest.xfail(state.xfail_reason(record))
 
-    def repr_failure(  # type: ignore[override]
-        self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None
-    ) -> Any:
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, CaseFailure):
             from pytest_llmeval.report import render_case_failure
 

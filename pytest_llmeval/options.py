@@ -74,9 +74,7 @@ def register(parser: pytest.Parser) -> None:
     group.addoption("--llmeval-concurrency", type=int, metavar="N", help="cases judged ahead")
     group.addoption("--llmeval-batch", action="store_true", help="judge via Message Batches")
     group.addoption("--llmeval-repeat", type=int, metavar="N", help="SUT samples per case")
-    group.addoption(
-        "--llmeval-compare-sut", metavar="MODULE:ATTR", help="candidate SUT to compare"
-    )
+    group.addoption("--llmeval-compare-sut", metavar="MODULE:ATTR", help="candidate SUT to compare")
     group.addoption("--llmeval-shard", metavar="K/N", help="run shard K of N (1-based)")
     for name, (kind, default, help_text) in _INI.items():
         parser.addini(name, help_text, type=kind, default=default)  # type: ignore[arg-type]
@@ -137,8 +135,15 @@ class Settings:
         return self.state_dir / "cache.sqlite3"
 
 
-def _number(name: str, raw: str, kind: type, *, low: float | None = None, high: float | None = None,
-            optional: bool = False) -> Any:  # fmt: skip
+def _number(
+    name: str,
+    raw: str,
+    kind: type,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    optional: bool = False,
+) -> Any:
     raw = raw.strip()
     if optional and raw == "":
         return None
@@ -173,66 +178,53 @@ def settings_from_config(config: pytest.Config) -> Settings:
     def opt(name: str) -> Any:
         return config.getoption(name)
 
+    def num(name: str, kind: type, **bounds: Any) -> Any:
+        return _number(name, ini(name), kind, **bounds)
+
+    def flag_or_ini(name: str, **bounds: Any) -> int:
+        value = opt(name)
+        if value is None:
+            return int(num(name, int, **bounds))
+        return int(_number(f"--{name.replace('_', '-')}", str(value), int, **bounds))
+
     root = Path(str(config.inipath.parent)) if config.inipath else Path(str(config.rootpath))
     state_dir = Path(ini("llmeval_dir"))
     if not state_dir.is_absolute():
         state_dir = root / state_dir
     prices = str(ini("llmeval_prices")).strip()
-    concurrency = opt("llmeval_concurrency")
-    if concurrency is None:
-        concurrency = _number("llmeval_concurrency", ini("llmeval_concurrency"), int, low=1)
-    elif concurrency < 1:
-        raise pytest.UsageError("--llmeval-concurrency must be at least 1")
-    repeat = opt("llmeval_repeat")
-    if repeat is None:
-        repeat = _number("llmeval_repeat", ini("llmeval_repeat"), int, low=1, high=1000)
-    elif not 1 <= repeat <= 1000:
-        raise pytest.UsageError("--llmeval-repeat must be between 1 and 1000")
+    unit = {"low": 1e-12, "high": 0.999999}
     return Settings(
         files=tuple(ini("llmeval_files")),
         state_dir=state_dir,
         judge=(opt("llmeval_judge") or ini("llmeval_judge")).strip(),
         judge_model=ini("llmeval_judge_model").strip(),
-        judge_max_tokens=_number("llmeval_judge_max_tokens", ini("llmeval_judge_max_tokens"),
-                                 int, low=1),  # fmt: skip
-        judge_timeout=_number("llmeval_judge_timeout", ini("llmeval_judge_timeout"), float,
-                              low=0.001),  # fmt: skip
-        judge_max_retries=_number("llmeval_judge_max_retries", ini("llmeval_judge_max_retries"),
-                                  int, low=0),  # fmt: skip
-        max_retry_wait=_number("llmeval_max_retry_wait", ini("llmeval_max_retry_wait"), float,
-                               low=0),  # fmt: skip
-        rpm=_number("llmeval_rpm", ini("llmeval_rpm"), float, low=0.001, optional=True),
+        judge_max_tokens=num("llmeval_judge_max_tokens", int, low=1),
+        judge_timeout=num("llmeval_judge_timeout", float, low=0.001),
+        judge_max_retries=num("llmeval_judge_max_retries", int, low=0),
+        max_retry_wait=num("llmeval_max_retry_wait", float, low=0),
+        rpm=num("llmeval_rpm", float, low=0.001, optional=True),
         prices_file=(root / prices) if prices else None,
-        threshold=_number("llmeval_threshold", ini("llmeval_threshold"), float, low=0, high=1),
-        min_words=_number("llmeval_min_words", ini("llmeval_min_words"), int, low=0),
-        max_words=_number("llmeval_max_words", ini("llmeval_max_words"), int, low=1),
+        threshold=num("llmeval_threshold", float, low=0, high=1),
+        min_words=num("llmeval_min_words", int, low=0),
+        max_words=num("llmeval_max_words", int, low=1),
         sut=opt("llmeval_sut"),
-        sut_timeout=_number("llmeval_sut_timeout", ini("llmeval_sut_timeout"), float,
-                            low=0.001, optional=True),  # fmt: skip
-        sut_concurrency=_number("llmeval_sut_concurrency", ini("llmeval_sut_concurrency"), int,
-                                low=1),  # fmt: skip
-        concurrency=concurrency,
-        max_regressions=_number("llmeval_max_regressions", ini("llmeval_max_regressions"), int,
-                                low=0),  # fmt: skip
-        min_pass_rate=_number("llmeval_min_pass_rate", ini("llmeval_min_pass_rate"), float,
-                              low=0, high=1, optional=True),  # fmt: skip
-        std_threshold=_number("llmeval_std_threshold", ini("llmeval_std_threshold"), float,
-                              low=0),  # fmt: skip
-        min_history=_number("llmeval_min_history", ini("llmeval_min_history"), int, low=2),
+        sut_timeout=num("llmeval_sut_timeout", float, low=0.001, optional=True),
+        sut_concurrency=num("llmeval_sut_concurrency", int, low=1),
+        concurrency=flag_or_ini("llmeval_concurrency", low=1),
+        max_regressions=num("llmeval_max_regressions", int, low=0),
+        min_pass_rate=num("llmeval_min_pass_rate", float, low=0, high=1, optional=True),
+        std_threshold=num("llmeval_std_threshold", float, low=0),
+        min_history=num("llmeval_min_history", int, low=2),
         history_binomial=bool(ini("llmeval_history_binomial")),
-        history_alpha=_number("llmeval_history_alpha", ini("llmeval_history_alpha"), float,
-                              low=1e-12, high=0.999999),  # fmt: skip
-        repeat=repeat,
-        repeat_pass_fraction=_number("llmeval_repeat_pass_fraction",
-                                     ini("llmeval_repeat_pass_fraction"), float, low=0, high=1),  # fmt: skip
-        flaky_alpha=_number("llmeval_flaky_alpha", ini("llmeval_flaky_alpha"), float,
-                            low=1e-12, high=0.999999),  # fmt: skip
+        history_alpha=num("llmeval_history_alpha", float, **unit),
+        repeat=flag_or_ini("llmeval_repeat", low=1, high=1000),
+        repeat_pass_fraction=num("llmeval_repeat_pass_fraction", float, low=0, high=1),
+        flaky_alpha=num("llmeval_flaky_alpha", float, **unit),
         compare_sut=opt("llmeval_compare_sut"),
-        compare_alpha=_number("llmeval_compare_alpha", ini("llmeval_compare_alpha"), float,
-                              low=1e-12, high=0.999999),  # fmt: skip
-        noninferiority_margin=_number("llmeval_noninferiority_margin",
-                                      ini("llmeval_noninferiority_margin"), float, low=0,
-                                      high=1, optional=True),  # fmt: skip
+        compare_alpha=num("llmeval_compare_alpha", float, **unit),
+        noninferiority_margin=num(
+            "llmeval_noninferiority_margin", float, low=0, high=1, optional=True
+        ),
         step_summary=bool(ini("llmeval_step_summary")),
         update_baseline=bool(opt("llmeval_update_baseline")),
         record_history=bool(opt("llmeval_record_history")),

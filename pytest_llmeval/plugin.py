@@ -171,7 +171,7 @@ def _apply_recorded(item: pytest.Item, report: pytest.TestReport, records: list[
         report.longrepr = "\n\n".join(render_case_failure(r) for r in failing)
     elif xfail:
         report.outcome = "skipped"
-        report.wasxfail = "; ".join(state.xfail_reason(r) for r in xfail)  # type: ignore[attr-defined]
+        report.wasxfail = "; ".join(state.xfail_reason(r) for r in xfail)
 
 
 class RecordCollector:

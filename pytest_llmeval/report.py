@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,13 +53,16 @@ def build_report(
     records: Sequence[Mapping[str, Any]],
     decision: GateDecision,
     judge: JudgeIdentity,
-    settings: Settings,
+    settings: Mapping[str, Any],
     unused: Sequence[str],
     history: Sequence[Mapping[str, Any]],
     full_run: bool,
     narrowed: Sequence[str] = (),
     cache_problems: Sequence[str] = (),
     comparison: Mapping[str, Any] | None = None,
+    flaky_history: Sequence[str] = (),
+    cost: Callable[[Usage], float | None] | None = None,
+    collected_keys: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """The JSON report (schema in the README): summary, cases, history."""
     totals = _group(records)
@@ -90,17 +93,10 @@ def build_report(
             "points": len(points),
             "mean": mean,
             "std": std,
-            "k": settings.std_threshold,
-            "lower_bound": mean - settings.std_threshold * std,
+            "k": settings["std_threshold"],
+            "lower_bound": mean - settings["std_threshold"] * std,
         }
-    cost = None
-    if judge.name == "anthropic" and usage.requests:
-        try:
-            from pytest_llmeval.judges.anthropic import estimate_run_cost
-
-            cost = estimate_run_cost(usage, judge.model, settings.prices_file)
-        except Exception:  # pricing is advisory: never break a report over it
-            cost = None
+    cost_usd = cost(usage) if cost is not None and usage.requests else None
     summary = {
         "total": len(records),
         "passed": totals["passed"],
@@ -113,6 +109,8 @@ def build_report(
         "checks_only": sum(1 for r in records if r.get("checks_only")),
         **lists,
         "unused_baseline": list(unused),
+        "flaky_history": list(flaky_history),
+        "repeat": _repeat_view(records),
         "by_difficulty": {k: _group(v) for k, v in sorted(by_difficulty.items())},
         "by_tag": {k: _group(v) for k, v in sorted(by_tag.items())},
         "failure_modes": dict(sorted(modes.items(), key=lambda kv: (-kv[1], kv[0]))),
@@ -121,7 +119,7 @@ def build_report(
         "judge_calls": sum(int(r.get("judge_calls", 0)) for r in records),
         "cache_hits": sum(int(r.get("cache_hits", 0)) for r in records),
         "usage": usage.to_dict(),
-        "cost_usd": cost,
+        "cost_usd": cost_usd,
         "sut_usage": None,
         "history": hist_info,
         "full_run": full_run,
@@ -132,30 +130,86 @@ def build_report(
         "schema_version": REPORT_SCHEMA_VERSION,
         "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "judge": judge.to_dict(),
-        "settings": {
-            "std_threshold": settings.std_threshold,
-            "min_history": settings.min_history,
-            "max_regressions": settings.max_regressions,
-            "min_pass_rate": settings.min_pass_rate,
-            "threshold": settings.threshold,
-            "repeat": settings.repeat,
-            "shard": f"{settings.shard[0]}/{settings.shard[1]}" if settings.shard else None,
-            "full_run": full_run,
-        },
+        "settings": {**settings, "full_run": full_run},
         "summary": summary,
         "cases": [_case_view(r) for r in records],
         "comparison": dict(comparison) if comparison else None,
         "history": [dict(h) for h in history],
+        "collected_keys": list(collected_keys) if collected_keys is not None else None,
+    }
+
+
+def report_settings(settings: Settings, baseline_sha256: str | None) -> dict[str, Any]:
+    """The settings block of a report: what a shard merge must find identical."""
+    return {
+        "std_threshold": settings.std_threshold,
+        "min_history": settings.min_history,
+        "max_regressions": settings.max_regressions,
+        "min_pass_rate": settings.min_pass_rate,
+        "history_binomial": settings.history_binomial,
+        "history_alpha": settings.history_alpha,
+        "threshold": settings.threshold,
+        "min_words": settings.min_words,
+        "max_words": settings.max_words,
+        "repeat": settings.repeat,
+        "repeat_pass_fraction": settings.repeat_pass_fraction,
+        "flaky_alpha": settings.flaky_alpha,
+        "shard": f"{settings.shard[0]}/{settings.shard[1]}" if settings.shard else None,
+        "baseline_sha256": baseline_sha256,
+    }
+
+
+_CASE_FIELDS = (
+    "id",
+    "nodeid",
+    "file",
+    "line",
+    "question",
+    "messages",
+    "ground_truth",
+    "rubric",
+    "tags",
+    "difficulty",
+    "verdict",
+    "outcome",
+    "outcome_detail",
+    "score",
+    "threshold",
+    "failure_modes",
+    "failed_checks",
+    "reasoning",
+    "error",
+    "baseline",
+    "samples",
+    "passes",
+    "judge",
+    "response",
+    "response_sha256",
+    "checks_only",
+    "candidate",
+    "judge_calls",
+    "cache_hits",
+    "usage",
+)
+
+
+def _repeat_view(records: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    if not any(int(r.get("samples", 1)) > 1 for r in records):
+        return None
+    judged = [r for r in records if r["verdict"] != "error"]
+    passes = sum(int(r["passes"]) for r in judged)
+    samples = sum(int(r["samples"]) for r in judged)
+    return {
+        "samples": samples,
+        "passes": passes,
+        "sample_pass_rate": passes / samples if samples else None,
+        "sample_pass_rate_ci": _wilson(passes, samples),
+        "per_case": {r["key"]: [r["passes"], r["samples"]] for r in judged},
     }
 
 
 def _case_view(r: Mapping[str, Any]) -> dict[str, Any]:
-    keep = (
-        "id nodeid file line question messages ground_truth rubric tags difficulty verdict"
-        " outcome outcome_detail score threshold failure_modes failed_checks reasoning error"
-        " baseline samples passes judge response response_sha256 checks_only"
-    ).split()
-    return {k: r.get(k) for k in keep}
+    return {k: r.get(k) for k in _CASE_FIELDS}
 
 
 # -- terminal ---------------------------------------------------------------------------------
@@ -182,9 +236,7 @@ def summary_lines(report: Mapping[str, Any], *, verbose: bool = False) -> list[s
     )
     out.append(f"pass rate: {_pct(s['pass_rate'])}{ci_text}  mean score: {mean}")
     judge = JudgeIdentity.from_dict(report["judge"]).label()
-    out.append(
-        f"judge: {judge}  judge calls: {s['judge_calls']}  cache hits: {s['cache_hits']}"
-    )
+    out.append(f"judge: {judge}  judge calls: {s['judge_calls']}  cache hits: {s['cache_hits']}")
     usage = s["usage"]
     if usage.get("requests"):
         cost = "" if s["cost_usd"] is None else f"  estimated cost: ${s['cost_usd']:.4f}"
@@ -201,9 +253,7 @@ def summary_lines(report: Mapping[str, Any], *, verbose: bool = False) -> list[s
             parts = [f"{name} {g['passed']}/{g['total']}" for name, g in groups.items()]
             out.append(f"{title}: " + ", ".join(parts))
     if s["failure_modes"]:
-        out.append(
-            "failure modes: " + ", ".join(f"{m} {n}" for m, n in s["failure_modes"].items())
-        )
+        out.append("failure modes: " + ", ".join(f"{m} {n}" for m, n in s["failure_modes"].items()))
     for title, key in (
         ("regressions (passed in the baseline, fail now)", "regressions"),
         ("new failures (not in the baseline)", "new_failures"),
@@ -211,10 +261,24 @@ def summary_lines(report: Mapping[str, Any], *, verbose: bool = False) -> list[s
         ("improvements (failed in the baseline, pass now)", "improvements"),
         ("known failures", "known_failures"),
         ("unused baseline entries (cases gone)", "unused_baseline"),
+        ("flaky in recorded history (verdict flipped twice or more)", "flaky_history"),
     ):
         keys = s[key]
         if keys:
             out.append(f"{title}: {len(keys)}: {_ids(keys, 50 if verbose else 10)}")
+    rep = s.get("repeat")
+    if rep:
+        ci = rep["sample_pass_rate_ci"]
+        out.append(
+            f"samples: {rep['passes']}/{rep['samples']} passed"
+            f" ({_pct(rep['sample_pass_rate'])}, 95% CI {_pct(ci[0])}-{_pct(ci[1])})"
+        )
+        mixed = [f"{k.split('::')[-1]} {p}/{n}" for k, (p, n) in rep["per_case"].items() if p != n]
+        if mixed:
+            out.append(f"cases not passing every sample: {_ids(mixed, 50 if verbose else 15)}")
+    comp = report.get("comparison")
+    if comp:
+        out.extend(_comparison_lines(comp))
     if s["narrowed"]:
         out.append("narrowed run: " + "; ".join(s["narrowed"]))
     for problem in s.get("cache_problems", []):
@@ -229,6 +293,22 @@ def summary_lines(report: Mapping[str, Any], *, verbose: bool = False) -> list[s
         failed = [g["name"] for g in s["gates"] if not g["passed"]]
         out.append(f"llmeval gate: FAILED ({', '.join(failed)})")
     return out
+
+
+def _comparison_lines(c: Mapping[str, Any]) -> list[str]:
+    lines = [f"compare: baseline SUT vs candidate {c.get('candidate', '')} on {c['n']} cases"]
+    if c["n"]:
+        for name in ("baseline", "candidate"):
+            ci = c[f"{name}_ci"]
+            lines.append(
+                f"  {name}: {c[f'{name}_passed']}/{c['n']} = {_pct(c[f'{name}_pass_rate'])}"
+                f" (95% CI {_pct(ci[0])}-{_pct(ci[1])})"
+            )
+        lines.append(f"  candidate regressions: {c['b']} {_ids(c['regressions'])}".rstrip())
+        lines.append(f"  candidate improvements: {c['c']} {_ids(c['improvements'])}".rstrip())
+        lines.append(f"  McNemar exact p = {c['mcnemar_p']:.4g}")
+    lines.append(f"  recommendation: {c['recommendation']} ({c['reason']})")
+    return lines
 
 
 def render_case_failure(record: Mapping[str, Any]) -> str:

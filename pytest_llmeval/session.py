@@ -17,7 +17,7 @@ from pytest_llmeval.cache import JudgeCache
 from pytest_llmeval.cases import Case
 from pytest_llmeval.checks import RuleSettings
 from pytest_llmeval.judges import import_object, load_judge
-from pytest_llmeval.judges.base import Judge, JudgeIdentity
+from pytest_llmeval.judges.base import Judge, JudgeIdentity, Usage
 from pytest_llmeval.options import Settings, settings_from_config
 from pytest_llmeval.runner import (
     Evaluation,
@@ -31,16 +31,20 @@ from pytest_llmeval.store import (
     BaselineEntry,
     StoreError,
     append_history,
+    file_sha256,
     git_commit,
+    history_record,
     load_baseline,
     load_history,
     save_baseline,
+    updated_baseline,
 )
 
 if TYPE_CHECKING:
     from pytest_llmeval.items import CaseItem
 
 STATE_KEY = pytest.StashKey["LLMEvalState"]()
+_CANDIDATE = "#candidate"
 
 NO_SUT = (
     "no system under test: define a session-scoped fixture `llmeval_sut` in conftest.py that"
@@ -82,6 +86,7 @@ class LLMEvalState:
         try:
             self.baseline: Baseline | None = load_baseline(self.settings.baseline_path)
             self.history: list[dict[str, Any]] = load_history(self.settings.history_path)
+            self.baseline_sha256 = file_sha256(self.settings.baseline_path)
         except StoreError as exc:
             raise pytest.UsageError(f"pytest-llmeval: {exc}") from None
         self._judge: Judge | None = None
@@ -90,6 +95,7 @@ class LLMEvalState:
         self._run_ahead: RunAhead | None = None
         self._sut: Callable[[Case], Any] | None = None
         self._sut_resolved = False
+        self._candidate: Callable[[Case], Any] | None = None
         self.item_order: dict[str, int] = {}
         self.case_items: list[CaseItem] = []
         # collection facts (local, or merged from workers under xdist)
@@ -133,10 +139,13 @@ class LLMEvalState:
         theirs = self.baseline.judge.to_dict()
         if ours != theirs:
             diffs = ", ".join(
-                f"{k}: baseline {theirs[k]!r} vs now {ours[k]!r}" for k in ours if ours[k] != theirs[k]
+                f"{k}: baseline {theirs[k]!r} vs now {ours[k]!r}"
+                for k in ours
+                if ours[k] != theirs[k]
             )
             raise pytest.UsageError(
-                f"pytest-llmeval: {self.settings.baseline_path} was made by another judge ({diffs})."
+                f"pytest-llmeval: {self.settings.baseline_path} was made by another judge"
+                f" ({diffs})."
                 " Scores of different judges are not comparable. Re-baseline with this judge:"
                 " pytest --llmeval-update-baseline (or select the baseline's judge with"
                 " --llmeval-judge)."
@@ -175,11 +184,14 @@ class LLMEvalState:
                 except ValueError as exc:
                     raise pytest.UsageError(str(exc)) from None
             else:
-                sut = item.funcargs["request"].getfixturevalue("llmeval_sut")  # type: ignore[union-attr]
+                request: pytest.FixtureRequest = item.funcargs["request"]  # type: ignore[assignment]
+                sut = request.getfixturevalue("llmeval_sut")
             if sut is None or not callable(sut):
                 from pytest_llmeval.items import ConfigFailure
 
-                raise ConfigFailure(NO_SUT if sut is None else f"llmeval_sut is not callable: {sut!r}")
+                raise ConfigFailure(
+                    NO_SUT if sut is None else f"llmeval_sut is not callable: {sut!r}"
+                )
             self._sut = sut
             self._sut_resolved = True
         assert self._sut is not None
@@ -193,22 +205,41 @@ class LLMEvalState:
         local = self.judge.identity.name == "local"
         return not local or inspect.iscoroutinefunction(sut) or s.sut_concurrency > 1
 
-    def evaluate_item(self, item: CaseItem) -> Evaluation:
+    def candidate_sut(self) -> Callable[[Case], Any] | None:
+        """The ``--llmeval-compare-sut`` candidate, imported once."""
+        spec = self.settings.compare_sut
+        if spec is None:
+            return None
+        if self._candidate is None:
+            try:
+                self._candidate = import_object(spec, "--llmeval-compare-sut")
+            except ValueError as exc:
+                raise pytest.UsageError(str(exc)) from None
+        return self._candidate
+
+    def evaluate_item(self, item: CaseItem) -> tuple[Evaluation, Evaluation | None]:
+        """Evaluate the case with the SUT (and the compare-mode candidate, if any)."""
         sut = self.resolve_sut(item)
+        candidate = self.candidate_sut()
         if not self._use_run_ahead(sut):
-            return self.evaluator.evaluate(item.case, sut)
+            main = self.evaluator.evaluate(item.case, sut)
+            other = self.evaluator.evaluate(item.case, candidate) if candidate else None
+            return main, other
         if self._run_ahead is None:
             self._run_ahead = RunAhead(
                 self.evaluator, self.settings.concurrency, self.settings.sut_concurrency
             )
         start = self.item_order.get(item.nodeid)
-        if start is None:
-            self._run_ahead.submit(item.nodeid, item.case, sut)
-        else:
-            window = self.case_items[start : start + self.settings.concurrency]
-            for upcoming in window:
-                self._run_ahead.submit(upcoming.nodeid, upcoming.case, sut)
-        return self._run_ahead.result(item.nodeid)
+        window = (
+            [item] if start is None else self.case_items[start : start + self.settings.concurrency]
+        )
+        for upcoming in window:
+            self._run_ahead.submit(upcoming.nodeid, upcoming.case, sut)
+            if candidate is not None:
+                self._run_ahead.submit(upcoming.nodeid + _CANDIDATE, upcoming.case, candidate)
+        main = self._run_ahead.result(item.nodeid)
+        other = self._run_ahead.result(item.nodeid + _CANDIDATE) if candidate else None
+        return main, other
 
     def close(self) -> None:
         if self._run_ahead is not None:
@@ -223,8 +254,17 @@ class LLMEvalState:
             return None
         return self.baseline.entries.get(key)
 
-    def record_for(self, item: CaseItem, ev: Evaluation, key: str | None = None) -> dict[str, Any]:
-        return self.build_record(key or item.nodeid, item.case, ev)
+    def record_for(
+        self, item: CaseItem, ev: Evaluation, candidate: Evaluation | None = None
+    ) -> dict[str, Any]:
+        record = self.build_record(item.nodeid, item.case, ev)
+        if candidate is not None:
+            other = self.build_record(item.nodeid, item.case, candidate)
+            record["candidate"] = {
+                k: other[k]
+                for k in ("verdict", "score", "response", "failure_modes", "reasoning", "error")
+            }
+        return record
 
     def build_record(self, key: str, case: Case, ev: Evaluation) -> dict[str, Any]:
         """The plain-builtins record of one case (it rides on the report to the controller)."""
@@ -234,8 +274,10 @@ class LLMEvalState:
         passes = ev.passes
         if ev.error is not None:
             verdict = "error"
-        elif samples and passes / samples >= s.repeat_pass_fraction and (
-            s.repeat > 1 or passes == samples
+        elif (
+            samples
+            and passes / samples >= s.repeat_pass_fraction
+            and (s.repeat > 1 or passes == samples)
         ):
             verdict = "pass"
         else:
@@ -243,7 +285,9 @@ class LLMEvalState:
         view = (
             gate.BaselineView(base.passed, base.passes, base.samples) if base is not None else None
         )
-        cls = gate.classify(verdict, view, passes=passes, samples=samples, flaky_alpha=s.flaky_alpha)
+        cls = gate.classify(
+            verdict, view, passes=passes, samples=samples, flaky_alpha=s.flaky_alpha
+        )
         first = ev.samples[0] if ev.samples else None
         scores = [smp.verdict.score for smp in ev.samples]
         modes: list[str] = []
@@ -355,7 +399,7 @@ class LLMEvalState:
         return sorted(out)
 
     def finish(self, session: pytest.Session, exitstatus: int) -> None:
-        from pytest_llmeval.report import build_report
+        from pytest_llmeval.report import build_report, report_settings
 
         s = self.settings
         interrupted = exitstatus in (
@@ -390,16 +434,33 @@ class LLMEvalState:
             update_baseline=s.update_baseline,
         )
         unused = self.unused_entries(full_run, session)
+        comparison = None
+        if s.compare_sut is not None:
+            pairs = [
+                (r["key"], r["verdict"] == "pass", r["candidate"]["verdict"] == "pass")
+                for r in records
+                if r.get("candidate")
+                and r["verdict"] != "error"
+                and r["candidate"]["verdict"] != "error"
+            ]
+            comparison = gate.decide_comparison(
+                pairs, alpha=s.compare_alpha, noninferiority_margin=s.noninferiority_margin
+            )
+            comparison["candidate"] = s.compare_sut
         report = build_report(
             records=records,
             decision=decision,
             judge=judge,
-            settings=s,
+            settings=report_settings(s, self.baseline_sha256),
             unused=unused,
             history=self.history,
             full_run=full_run,
             narrowed=reasons,
             cache_problems=list(self._cache.problems) if self._cache else [],
+            comparison=comparison,
+            cost=self._cost_estimator(),
+            collected_keys=sorted(self.collected_keys) if s.shard else None,
+            flaky_history=gate.flaky_from_history(history, set(self.records)),
         )
         self.end = EndOfRun(report=report, decision=decision)
         if interrupted:
@@ -409,6 +470,10 @@ class LLMEvalState:
         self._write_reports(report)
         if not decision.passed and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def _cost_estimator(self) -> Callable[[Usage], float | None] | None:
+        estimate = getattr(self.judge, "estimate_cost", None)
+        return estimate if callable(estimate) else None
 
     def _write_state(
         self,
@@ -421,59 +486,23 @@ class LLMEvalState:
         s = self.settings
         assert self.end is not None
         if s.update_baseline:
-            entries = dict(self.baseline.entries) if self.baseline else {}
-            created = updated = 0
-            for r in records:
-                if r["verdict"] == "error":
-                    continue
-                key = r["key"]
-                new = BaselineEntry(
-                    verdict=r["verdict"],
-                    score=float(r["score"]),
-                    response_sha256=r["response_sha256"],
-                    threshold=float(r["threshold"]),
-                    passes=int(r["passes"]),
-                    samples=int(r["samples"]),
-                )
-                if key not in entries:
-                    created += 1
-                elif entries[key] != new:
-                    updated += 1
-                entries[key] = new
-            removed = 0
-            if full_run:
-                for key in unused:
-                    if entries.pop(key, None) is not None:
-                        removed += 1
-            save_baseline(
-                s.baseline_path, Baseline(self.judge.identity, entries), s.threshold
+            update = updated_baseline(
+                self.baseline, records, self.judge.identity, unused=unused, drop_unused=full_run
             )
-            self.end.written.append(
-                f"baseline {self._rel(s.baseline_path)}: {created} created, {updated} updated,"
-                f" {removed} removed, {len(entries)} cases"
-            )
+            save_baseline(s.baseline_path, update.baseline, s.threshold)
+            self.end.written.append(f"baseline {self._rel(s.baseline_path)}: {update.describe()}")
         if s.update_baseline or s.record_history:
             if not full_run:
                 self.end.skipped_writes.append(
                     "history not appended: the run was narrowed (" + "; ".join(reasons) + ")"
                 )
                 return
-            summary = report["summary"]
-            line = {
-                "timestamp": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "commit": git_commit(self.root),
-                "total": summary["passed"] + summary["failed"],
-                "passed": summary["passed"],
-                "errors": summary["errors"],
-                "pass_rate": summary["pass_rate"],
-                "mean_score": None
-                if summary["mean_score"] is None
-                else round(summary["mean_score"], 6),
-                "judge": self.judge.identity.to_dict(),
-            }
-            if line["pass_rate"] is None:
+            if report["summary"]["pass_rate"] is None:
                 self.end.skipped_writes.append("history not appended: no judged cases")
                 return
+            line = history_record(
+                report["summary"], records, self.judge.identity, git_commit(self.root), _now()
+            )
             append_history(s.history_path, line)
             self.end.written.append(f"history {self._rel(s.history_path)}: 1 run appended")
 
@@ -501,6 +530,10 @@ class LLMEvalState:
             return str(path.relative_to(Path(self.config.invocation_params.dir)))
         except ValueError:
             return str(path)
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _same_judge(record: dict[str, Any], judge: JudgeIdentity) -> bool:

@@ -11,7 +11,7 @@ import json
 import os
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -186,3 +186,84 @@ def git_commit(cwd: Path) -> str | None:
         return None
     commit = out.stdout.strip()
     return commit if out.returncode == 0 and commit else None
+
+
+@dataclass(frozen=True)
+class BaselineUpdate:
+    baseline: Baseline
+    created: int
+    updated: int
+    removed: int
+
+    def describe(self) -> str:
+        return (
+            f"{self.created} created, {self.updated} updated, {self.removed} removed,"
+            f" {len(self.baseline.entries)} cases"
+        )
+
+
+def updated_baseline(
+    old: Baseline | None,
+    records: Iterable[Mapping[str, Any]],
+    judge: JudgeIdentity,
+    *,
+    unused: Iterable[str] = (),
+    drop_unused: bool = False,
+) -> BaselineUpdate:
+    """The baseline after accepting this run's verdicts (errors keep their old entry)."""
+    entries = dict(old.entries) if old else {}
+    created = updated = removed = 0
+    for r in records:
+        if r["verdict"] == "error":
+            continue
+        new = BaselineEntry(
+            verdict=r["verdict"],
+            score=float(r["score"]),
+            response_sha256=r["response_sha256"],
+            threshold=float(r["threshold"]),
+            passes=int(r["passes"]),
+            samples=int(r["samples"]),
+        )
+        key = r["key"] if "key" in r else r["nodeid"]
+        if key not in entries:
+            created += 1
+        elif entries[key] != new:
+            updated += 1
+        entries[key] = new
+    if drop_unused:
+        for key in unused:
+            if entries.pop(key, None) is not None:
+                removed += 1
+    return BaselineUpdate(Baseline(judge, entries), created, updated, removed)
+
+
+def history_record(
+    summary: Mapping[str, Any],
+    records: Iterable[Mapping[str, Any]],
+    judge: JudgeIdentity,
+    commit: str | None,
+    timestamp: str,
+) -> dict[str, Any]:
+    """One history line: the run's counts, its judge, and the keys that failed."""
+    mean = summary["mean_score"]
+    return {
+        "timestamp": timestamp,
+        "commit": commit,
+        "total": summary["passed"] + summary["failed"],
+        "passed": summary["passed"],
+        "errors": summary["errors"],
+        "pass_rate": summary["pass_rate"],
+        "mean_score": None if mean is None else round(mean, 6),
+        "judge": judge.to_dict(),
+        "failed": sorted(r.get("key", r.get("nodeid")) for r in records if r["verdict"] == "fail"),
+    }
+
+
+def file_sha256(path: Path) -> str | None:
+    """sha256 of a file's bytes, or None when it does not exist."""
+    import hashlib
+
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return None
