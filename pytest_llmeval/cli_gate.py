@@ -130,7 +130,7 @@ def merge(
     ]
     full_run = not others
     judge = JudgeIdentity.from_dict(first["judge"])
-    history = [h for h in first.get("history", []) if _same_judge(h, judge)]
+    history = gate.history_for_judge(first.get("history", []), first["judge"])
     ordered = [records[k] for k in sorted(records)]
     decision = gate.decide(
         passed=sum(1 for r in ordered if r["verdict"] == "pass"),
@@ -166,12 +166,6 @@ def merge(
     merged["merged_shards"] = n
     return merged
 
-
-def _same_judge(record: Mapping[str, Any], judge: JudgeIdentity) -> bool:
-    raw = record.get("judge")
-    if not isinstance(raw, dict) or "name" not in raw:
-        return True
-    return JudgeIdentity.from_dict(raw).to_dict() == judge.to_dict()
 
 
 def run(args: argparse.Namespace) -> int:

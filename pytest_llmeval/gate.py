@@ -324,3 +324,24 @@ def flaky_from_history(
         if flips >= 2:
             out.append(key)
     return out
+
+
+def history_for_judge(
+    history: Sequence[Mapping[str, Any]], judge: Mapping[str, Any]
+) -> list[Mapping[str, Any]]:
+    """History lines made by ``judge`` (a JudgeIdentity dict): other judges' rates differ.
+
+    Lines without a judge (hand-written or from before judges were recorded) are kept.
+    """
+    keys = ("name", "model", "prompt_version", "version")
+    wanted = tuple(judge.get(k) for k in keys)
+    out = []
+    for line in history:
+        raw = line.get("judge")
+        if (
+            not isinstance(raw, dict)
+            or "name" not in raw
+            or tuple(raw.get(k) for k in keys) == wanted
+        ):
+            out.append(line)
+    return out

@@ -37,7 +37,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[STATE_KEY] = state
     state.check_judge_identity()
     if not state.worker:
-        config.pluginmanager.register(RecordCollector(state), "llmeval-records")
+        config.pluginmanager.register(RecordCollector(state, config), "llmeval-records")
     if config.pluginmanager.hasplugin("xdist"):
         from pytest_llmeval.xdist import XdistHooks
 
@@ -175,17 +175,48 @@ def _apply_recorded(item: pytest.Item, report: pytest.TestReport, records: list[
 
 
 class RecordCollector:
-    """Controller-side: gathers per-case records from test reports (also from xdist workers)."""
+    """Controller-side: gathers per-case records from test reports (also from xdist workers)
+    and, on a cold cache, prints a progress line at each quarter of the cases."""
 
-    def __init__(self, state: LLMEvalState) -> None:
+    def __init__(self, state: LLMEvalState, config: pytest.Config) -> None:
         self.state = state
+        self.config = config
+        self.done = 0
+        self.calls = 0
+        self.hits = 0
+        self.next_mark = 1
 
+    @pytest.hookimpl(trylast=True)  # after the terminal reporter wrote this item's letter
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         record = getattr(report, "llmeval", None)
         if record is not None:
             self.state.add_record(record)
+            self._progress(record)
         for r in getattr(report, "llmeval_records", None) or ():
             self.state.add_record(r)
+
+    def _progress(self, record: dict[str, Any]) -> None:
+        self.done += 1
+        self.calls += int(record.get("judge_calls", 0))
+        self.hits += int(record.get("cache_hits", 0))
+        total = self.state.expected_cases
+        if not total or total < 20 or not self.calls or self.config.get_verbosity() < 0:
+            return
+        if self.done * 4 < self.next_mark * total:
+            return
+        while self.next_mark * total <= self.done * 4:
+            self.next_mark += 1
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            writer = getattr(reporter, "_tw", None)
+            mid_line = writer is not None and bool(getattr(writer, "width_of_current_line", 0))
+            if mid_line and not getattr(reporter, "currentfspath", None):
+                reporter.write("\n")  # finish the line of progress letters first
+            reporter.write_line(
+                f"llmeval: {self.done}/{total} cases judged"
+                f" ({self.calls} judge calls, {self.hits} cache hits,"
+                f" {total - self.done} pending)"
+            )
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

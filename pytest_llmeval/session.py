@@ -17,7 +17,7 @@ from pytest_llmeval.cache import JudgeCache
 from pytest_llmeval.cases import Case
 from pytest_llmeval.checks import RuleSettings
 from pytest_llmeval.judges import import_object, load_judge
-from pytest_llmeval.judges.base import Judge, JudgeIdentity, Usage
+from pytest_llmeval.judges.base import Judge, Usage
 from pytest_llmeval.options import Settings, settings_from_config
 from pytest_llmeval.runner import (
     Evaluation,
@@ -105,6 +105,7 @@ class LLMEvalState:
         self.worker_collection: dict[str, Any] | None = None
         # per-case records arrive through reports (also from xdist workers)
         self.records: dict[str, dict[str, Any]] = {}
+        self.expected_cases = 0
         self.end: EndOfRun | None = None
 
     # -- judge, cache, SUT ------------------------------------------------------------------
@@ -356,6 +357,7 @@ class LLMEvalState:
         from pytest_llmeval.items import CaseItem
 
         self.case_items = [i for i in items if isinstance(i, CaseItem)]
+        self.expected_cases = len(self.case_items)
         self.item_order = {item.nodeid: n for n, item in enumerate(self.case_items)}
 
     def add_record(self, record: dict[str, Any]) -> None:
@@ -416,7 +418,7 @@ class LLMEvalState:
         passed = sum(1 for r in records if r["verdict"] == "pass")
         failed = sum(1 for r in records if r["verdict"] == "fail")
         regressions = [r["key"] for r in records if r["outcome"] == "regression"]
-        history = [h for h in self.history if _same_judge(h, judge)]
+        history = gate.history_for_judge(self.history, judge.to_dict())
         decision = gate.decide(
             passed=passed,
             failed=failed,
@@ -534,10 +536,3 @@ class LLMEvalState:
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _same_judge(record: dict[str, Any], judge: JudgeIdentity) -> bool:
-    raw = record.get("judge")
-    if not isinstance(raw, dict) or "name" not in raw:
-        return True  # history written before judges were recorded: keep it
-    return JudgeIdentity.from_dict(raw).to_dict() == judge.to_dict()

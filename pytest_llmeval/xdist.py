@@ -31,6 +31,11 @@ class XdistHooks:
     def __init__(self, state: LLMEvalState) -> None:
         self.state = state
 
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        # the controller collects nothing itself: learn the number of cases from a worker
+        if not self.state.expected_cases:
+            self.state.expected_cases = sum(1 for i in ids if ".jsonl::" in i)
+
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
         data = getattr(node, "workeroutput", {}).get("llmeval")
         if not data:
