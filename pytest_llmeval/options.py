@@ -121,6 +121,7 @@ class Settings:
     batch: bool
     reports: tuple[Path, ...]
     shard: tuple[int, int] | None
+    xdist_workers: int  # 0 without xdist (read from pytest-xdist's -n when present)
 
     @property
     def baseline_path(self) -> Path:
@@ -233,4 +234,19 @@ def settings_from_config(config: pytest.Config) -> Settings:
         batch=bool(opt("llmeval_batch")),
         reports=tuple(Path(p) for p in opt("llmeval_report")),
         shard=_shard(opt("llmeval_shard")),
+        xdist_workers=_workers(config),
     )
+
+
+def _workers(config: pytest.Config) -> int:
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:  # on a worker: the controller told us how many there are
+        return int(workerinput.get("workercount", 1))
+    value = config.getoption("numprocesses", default=None)
+    if value in (None, 0, "0") or config.getoption("dist", default="no") == "no":
+        return 0
+    if isinstance(value, int):
+        return value
+    import os
+
+    return os.cpu_count() or 1  # "auto"/"logical": xdist resolves these to the CPU count

@@ -36,6 +36,7 @@ def pytest_configure(config: pytest.Config) -> None:
     state = LLMEvalState(config)
     config.stash[STATE_KEY] = state
     state.check_judge_identity()
+    state.check_batch()
     if not state.worker:
         config.pluginmanager.register(RecordCollector(state, config), "llmeval-records")
     if config.pluginmanager.hasplugin("xdist"):

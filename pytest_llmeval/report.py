@@ -63,6 +63,7 @@ def build_report(
     flaky_history: Sequence[str] = (),
     cost: Callable[[Usage], float | None] | None = None,
     collected_keys: Sequence[str] | None = None,
+    created: str | None = None,
 ) -> dict[str, Any]:
     """The JSON report (schema in the README): summary, cases, history."""
     totals = _group(records)
@@ -128,7 +129,7 @@ def build_report(
     }
     return {
         "schema_version": REPORT_SCHEMA_VERSION,
-        "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created": created or _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "judge": judge.to_dict(),
         "settings": {**settings, "full_run": full_run},
         "summary": summary,

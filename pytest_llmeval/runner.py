@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import hashlib
 import inspect
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +36,15 @@ class Sample:
     verdict: Verdict
     cached: bool
     latency_s: float
+
+
+@dataclass(frozen=True)
+class SutCall:
+    """One call of the system under test: ``mode`` is ok, system_error or timeout."""
+
+    mode: str
+    text: str
+    latency: float
 
 
 @dataclass
@@ -114,30 +124,61 @@ class Evaluator:
         ev.samples.append(Sample("", verdict, False, time.perf_counter() - t))
 
     # -- inline path ------------------------------------------------------------------------
-    def evaluate(self, case: Case, sut: Callable[[Case], Any]) -> Evaluation:
+    def call_sut(self, case: Case, sut: Callable[[Case], Any]) -> SutCall:
+        """Call the SUT once; an exception or a timeout becomes a failed call, not a crash."""
+        t0 = time.perf_counter()
+        try:
+            text = self._call_sync(sut, case)
+        except TimeoutError:
+            return SutCall("timeout", self._timeout_text(), time.perf_counter() - t0)
+        except Exception as exc:
+            return SutCall("system_error", _exc_text(exc), time.perf_counter() - t0)
+        return SutCall("ok", text, time.perf_counter() - t0)
+
+    def evaluate(
+        self,
+        case: Case,
+        sut: Callable[[Case], Any] | None,
+        *,
+        calls: Sequence[SutCall] | None = None,
+        prejudged: Mapping[int, JudgeResult | JudgeError] | None = None,
+    ) -> Evaluation:
+        """Evaluate ``case``: call the SUT (or use ``calls`` made earlier) and judge each sample.
+
+        ``prejudged`` holds judgements made elsewhere (Message Batches), by sample index.
+        """
         ev = Evaluation(case)
         try:
             for index in range(self.config.repeat):
-                t0 = time.perf_counter()
-                try:
-                    response = self._call_sync(sut, case)
-                except TimeoutError:
-                    self._sut_failed(ev, case, "timeout", self._timeout_text(), t0)
+                if calls is not None:
+                    call = calls[index]
+                else:
+                    assert sut is not None
+                    call = self.call_sut(case, sut)
+                if call.mode != "ok":
+                    verdict = system_error_verdict(
+                        case, call.mode, call.text, self.judge.identity, self.config.rules
+                    )
+                    ev.samples.append(Sample("", verdict, False, call.latency))
                     continue
-                except Exception as exc:
-                    self._sut_failed(ev, case, "system_error", _exc_text(exc), t0)
+                given = prejudged.get(index) if prejudged else None
+                if isinstance(given, JudgeError):
+                    raise given
+                if given is not None:
+                    self._finish(ev, case, call.text, given, False, call.latency)
                     continue
-                latency = time.perf_counter() - t0
-                key, result = self._lookup(case, response, index)
+                key, result = self._lookup(case, call.text, index)
                 cached = result is not None
                 if result is None:
                     self._miss_allowed()
-                    result = self.judge.score(case, response)
+                    result = self.judge.score(case, call.text)
                     if self.cache is not None:
                         self.cache.put(key, result)
-                self._finish(ev, case, response, result, cached, latency)
+                self._finish(ev, case, call.text, result, cached, call.latency)
         except JudgeError as exc:
             ev.error = str(exc)
+            if _has_usage(exc):
+                ev.usage = ev.usage + exc.usage  # type: ignore[attr-defined]
         return ev
 
     def judge_response(self, case: Case, response: str) -> Evaluation:
@@ -217,7 +258,13 @@ class Evaluator:
                 self._finish(ev, case, response, result, cached, latency)
         except JudgeError as exc:
             ev.error = str(exc)
+            if _has_usage(exc):
+                ev.usage = ev.usage + exc.usage  # type: ignore[attr-defined]
         return ev
+
+
+def _has_usage(exc: BaseException) -> bool:
+    return isinstance(getattr(exc, "usage", None), Usage)
 
 
 def _call_any(sut: Callable[[Case], Any], case: Case) -> Any:
@@ -280,10 +327,16 @@ class RunAhead:
                 continue
 
     def close(self) -> None:
-        """Cancel outstanding work promptly and stop the loop."""
+        """Cancel outstanding work promptly, release async clients and stop the loop."""
         for future in self.futures.values():
             future.cancel()
         self.futures.clear()
+        aclose = getattr(self.evaluator.judge, "aclose", None)
+        if callable(aclose):
+            done = asyncio.run_coroutine_threadsafe(aclose(), self._loop)
+            # closing is best effort: the run's results are already in
+            with contextlib.suppress(Exception):
+                done.result(timeout=5)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
         self._sut_pool.shutdown(wait=False, cancel_futures=True)

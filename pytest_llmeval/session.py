@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import inspect
 import os
@@ -24,6 +25,7 @@ from pytest_llmeval.runner import (
     Evaluator,
     EvaluatorConfig,
     RunAhead,
+    SutCall,
     response_sha256,
 )
 from pytest_llmeval.store import (
@@ -96,6 +98,9 @@ class LLMEvalState:
         self._sut: Callable[[Case], Any] | None = None
         self._sut_resolved = False
         self._candidate: Callable[[Case], Any] | None = None
+        self._batch_done = False
+        self._batch_calls: dict[str, list[SutCall]] = {}
+        self._batch_results: dict[str, dict[int, Any]] = {}
         self.item_order: dict[str, int] = {}
         self.case_items: list[CaseItem] = []
         # collection facts (local, or merged from workers under xdist)
@@ -106,6 +111,7 @@ class LLMEvalState:
         # per-case records arrive through reports (also from xdist workers)
         self.records: dict[str, dict[str, Any]] = {}
         self.expected_cases = 0
+        self.started = _now()  # one timestamp for the report and the history line
         self.end: EndOfRun | None = None
 
     # -- judge, cache, SUT ------------------------------------------------------------------
@@ -120,13 +126,16 @@ class LLMEvalState:
 
     def judge_options(self) -> dict[str, Any]:
         s = self.settings
+        rpm = s.rpm
+        if rpm is not None and s.xdist_workers > 1:
+            rpm = rpm / s.xdist_workers  # each worker limits itself: the run stays under rpm
         return {
             "model": s.judge_model,
             "max_tokens": s.judge_max_tokens,
             "timeout": s.judge_timeout,
             "max_retries": s.judge_max_retries,
             "max_retry_wait": s.max_retry_wait,
-            "rpm": s.rpm,
+            "rpm": rpm,
             "prices_file": s.prices_file,
         }
 
@@ -218,10 +227,79 @@ class LLMEvalState:
                 raise pytest.UsageError(str(exc)) from None
         return self._candidate
 
+    def check_batch(self) -> None:
+        """``--llmeval-batch`` needs a judge with a batch API and one process."""
+        if not self.settings.batch:
+            return
+        if not callable(getattr(self.judge, "batch_score", None)):
+            raise pytest.UsageError(
+                f"--llmeval-batch: the judge {self.judge.identity.label()} has no batch API;"
+                " use --llmeval-judge anthropic"
+            )
+        if self.settings.xdist_workers:
+            raise pytest.UsageError("--llmeval-batch sends one batch per run: do not use -n")
+        if self.settings.compare_sut:
+            raise pytest.UsageError("--llmeval-batch cannot be combined with compare mode yet")
+
+    def _run_batch(self, sut: Callable[[Case], Any]) -> None:
+        """Call the SUT for every case, then judge all cache misses in Message Batches."""
+        from pytest_llmeval.cache import cache_key
+
+        self._batch_done = True
+        evaluator = self.evaluator
+        jobs: list[tuple[str, Case, str]] = []
+        for item in self.case_items:
+            calls = [evaluator.call_sut(item.case, sut) for _ in range(self.settings.repeat)]
+            self._batch_calls[item.nodeid] = calls
+            for index, call in enumerate(calls):
+                if call.mode != "ok":
+                    continue
+                key = cache_key(self.judge.identity, item.case, call.text, index)
+                if self.cache is not None and self.cache.get(key) is not None:
+                    continue
+                jobs.append((f"{item.nodeid}\x00{index}", item.case, call.text))
+        if not jobs:
+            return
+        if self.settings.offline:
+            return  # every miss becomes an ERROR that says so, item by item
+        self._progress(f"llmeval: sending {len(jobs)} judgements as Message Batches")
+        results = self.judge.batch_score(jobs, progress=self._progress)  # type: ignore[attr-defined]
+        for job_id, case, response in jobs:
+            nodeid, _, index_text = job_id.partition("\x00")
+            index = int(index_text)
+            result = results.get(job_id)
+            if result is None:
+                from pytest_llmeval.judges.base import JudgeError
+
+                result = JudgeError("the batch returned no result for this judgement")
+            self._batch_results.setdefault(nodeid, {})[index] = result
+            if self.cache is not None and not isinstance(result, Exception):
+                self.cache.put(cache_key(self.judge.identity, case, response, index), result)
+
+    def _progress(self, message: str) -> None:
+        """A progress line while a test is running (output capture suspended for it)."""
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is None or self.config.get_verbosity() < 0:
+            return
+        capture = self.config.pluginmanager.get_plugin("capturemanager")
+        suspended = capture.global_and_fixture_disabled() if capture else contextlib.nullcontext()
+        with suspended:
+            reporter.ensure_newline()
+            reporter.write_line(message)
+
     def evaluate_item(self, item: CaseItem) -> tuple[Evaluation, Evaluation | None]:
         """Evaluate the case with the SUT (and the compare-mode candidate, if any)."""
         sut = self.resolve_sut(item)
         candidate = self.candidate_sut()
+        if self.settings.batch:
+            if not self._batch_done:
+                self._run_batch(sut)
+            calls = self._batch_calls.pop(item.nodeid, None)
+            if calls is not None:
+                prejudged = self._batch_results.pop(item.nodeid, None)
+                return self.evaluator.evaluate(
+                    item.case, None, calls=calls, prejudged=prejudged
+                ), None
         if not self._use_run_ahead(sut):
             main = self.evaluator.evaluate(item.case, sut)
             other = self.evaluator.evaluate(item.case, candidate) if candidate else None
@@ -460,6 +538,7 @@ class LLMEvalState:
             narrowed=reasons,
             cache_problems=list(self._cache.problems) if self._cache else [],
             comparison=comparison,
+            created=self.started,
             cost=self._cost_estimator(),
             collected_keys=sorted(self.collected_keys) if s.shard else None,
             flaky_history=gate.flaky_from_history(history, set(self.records)),
@@ -475,7 +554,11 @@ class LLMEvalState:
 
     def _cost_estimator(self) -> Callable[[Usage], float | None] | None:
         estimate = getattr(self.judge, "estimate_cost", None)
-        return estimate if callable(estimate) else None
+        if not callable(estimate):
+            return None
+        if self.settings.batch:  # Message Batches are billed at the batch discount
+            return lambda usage: estimate(usage, batch=True)
+        return estimate  # type: ignore[no-any-return]
 
     def _write_state(
         self,
@@ -503,7 +586,7 @@ class LLMEvalState:
                 self.end.skipped_writes.append("history not appended: no judged cases")
                 return
             line = history_record(
-                report["summary"], records, self.judge.identity, git_commit(self.root), _now()
+                report["summary"], records, self.judge.identity, git_commit(self.root), self.started
             )
             append_history(s.history_path, line)
             self.end.written.append(f"history {self._rel(s.history_path)}: 1 run appended")
