@@ -133,7 +133,7 @@ def pytest_runtest_makereport(
     if isinstance(item, CaseItem) and record is not None:
         if call.when == "call" or (call.when == "setup" and report.failed):
             report.llmeval = record  # type: ignore[attr-defined]
-            _junit_properties(report, record)
+            _junit_properties(item, report, record)
     elif call.when == "call":
         recorded = item.stash.get(RECORDS_KEY, None)
         if recorded:
@@ -141,7 +141,8 @@ def pytest_runtest_makereport(
     return report
 
 
-def _junit_properties(report: pytest.TestReport, record: dict[str, Any]) -> None:
+def _junit_properties(item: pytest.Item, report: pytest.TestReport, record: dict[str, Any]) -> None:
+    """Case properties for --junitxml (which reads them from the item's later reports)."""
     base = record.get("baseline")
     props = [
         ("llmeval_case_id", record["id"]),
@@ -153,8 +154,10 @@ def _junit_properties(report: pytest.TestReport, record: dict[str, Any]) -> None
         ("llmeval_failure_modes", ",".join(record["failure_modes"])),
         ("llmeval_judge", record["judge"]),
     ]
-    existing = {name for name, _ in report.user_properties}
-    report.user_properties.extend(p for p in props if p[0] not in existing)
+    existing = {name for name, _ in item.user_properties}
+    new = [p for p in props if p[0] not in existing]
+    item.user_properties.extend(new)
+    report.user_properties.extend(new)
 
 
 def _apply_recorded(item: pytest.Item, report: pytest.TestReport, records: list[Any]) -> None:
