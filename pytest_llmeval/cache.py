@@ -89,12 +89,13 @@ class JudgeCache:
             f"judge cache {self.path} was unreadable ({exc}); moved to {aside.name} and rebuilt"
         )
 
-    def _run(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
+    def _run(self, sql: str, params: tuple[Any, ...], *, write: bool = False) -> list[Any]:
         with self._lock:
             try:
                 conn = self._connect()
                 rows = conn.execute(sql, params).fetchall()
-                conn.commit()
+                if write:
+                    conn.commit()
                 return rows
             except sqlite3.DatabaseError as exc:
                 if self._conn is not None:
@@ -120,6 +121,7 @@ class JudgeCache:
         self._run(
             "INSERT OR REPLACE INTO verdicts (key, result, created) VALUES (?, ?, ?)",
             (key, json.dumps(result.to_dict(), sort_keys=True), time.time()),
+            write=True,
         )
 
     def close(self) -> None:

@@ -37,8 +37,8 @@ class ConfigFailure(Exception):
     """The run is misconfigured (for example, no system under test)."""
 
 
-def _case_entry(request: pytest.FixtureRequest) -> None:
-    """Placeholder test function: it gives case items access to fixtures via ``request``."""
+def _case_entry(llmeval_sut: Any) -> None:
+    """Placeholder test function: through it, case items get the ``llmeval_sut`` fixture."""
 
 
 class CaseFile(pytest.File):
@@ -69,13 +69,18 @@ class CaseFile(pytest.File):
         if not cases:
             warnings.warn(LLMEvalWarning(f"{rel}: no cases (the file is empty)"), stacklevel=1)
         state.note_collected_file(rel)
+        # Items of one file share their fixture closure: compute it once, not per case.
+        shared: Any = None
         for case in cases:
-            item = CaseItem.from_parent(self, name=case.id, callobj=_case_entry, case=case)
+            item = CaseItem.from_parent(
+                self, name=case.id, callobj=_case_entry, case=case, fixtureinfo=shared
+            )
+            shared = item._fixtureinfo
             yield item
 
 
 class CaseItem(pytest.Function):
-    """One evaluation case. Fixture-aware (via ``request``), so ``llmeval_sut`` resolves."""
+    """One evaluation case. A fixture-aware item, so the ``llmeval_sut`` fixture resolves."""
 
     def __init__(self, *, case: Case, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -194,8 +194,7 @@ class LLMEvalState:
                 except ValueError as exc:
                     raise pytest.UsageError(str(exc)) from None
             else:
-                request: pytest.FixtureRequest = item.funcargs["request"]  # type: ignore[assignment]
-                sut = request.getfixturevalue("llmeval_sut")
+                sut = item.funcargs["llmeval_sut"]
             if sut is None or not callable(sut):
                 from pytest_llmeval.items import ConfigFailure
 
