@@ -201,8 +201,9 @@ def _history_gates(
             f" - {settings.std_threshold:g} x std {_pct(std)} over {len(points)} runs",
         )
     ]
-    if settings.history_binomial:
-        gates.append(_binomial_gate(rate, n, history, settings))
+    # The binomial view is always shown (a 3-point drop means more on 2,000 cases than on 30);
+    # it gates the run only with llmeval_history_binomial = true.
+    gates.append(_binomial_gate(rate, n, history, settings))
     return gates
 
 
@@ -217,14 +218,20 @@ def _binomial_gate(
         return GateResult("history_binomial", True, "skipped: no counts in history", True)
     result = binomial_drop_test(hist_passed, hist_total, round(rate * n), n)
     p = float(result.p_value)
-    ok = p >= settings.history_alpha
-    return GateResult(
-        "history_binomial",
-        ok,
-        f"{round(rate * n)}/{n} now vs {hist_passed}/{hist_total} in history: one-sided"
+    significant = p < settings.history_alpha
+    detail = (
+        f"{round(rate * n)}/{n} now vs {hist_passed}/{hist_total} pooled history: one-sided"
         f" two-proportion z = {result.z:.3f}, p = {p:.4g}"
-        f" ({'not ' if ok else ''}significant at {settings.history_alpha:g})",
+        f" ({'' if significant else 'not '}a significant drop at {settings.history_alpha:g})"
     )
+    if not settings.history_binomial:
+        return GateResult(
+            "history_binomial",
+            True,
+            detail + "; informational (set llmeval_history_binomial = true to gate on it)",
+            skipped=True,
+        )
+    return GateResult("history_binomial", not significant, detail)
 
 
 def decide_comparison(
