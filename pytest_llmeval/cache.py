@@ -20,6 +20,16 @@ from pytest_llmeval.cases import Case
 from pytest_llmeval.judges.base import JudgeError, JudgeIdentity, JudgeResult
 
 SCHEMA_VERSION = 1
+BUSY_WAIT_S = 30.0
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    """A lock held by another process (SQLITE_BUSY/SQLITE_LOCKED), not a damaged file."""
+    code = getattr(exc, "sqlite_errorcode", None)  # Python >= 3.11
+    if isinstance(code, int):
+        return code & 0xFF in (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (extended codes too)
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
 
 
 def cache_key(judge: JudgeIdentity, case: Case, response: str, sample: int = 0) -> str:
@@ -47,12 +57,21 @@ class JudgeCache:
         if self._conn is not None:
             return self._conn
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._conn = self._open()
-        except sqlite3.DatabaseError as exc:
-            self._quarantine(exc)
-            self._conn = self._open()
-        return self._conn
+        deadline = time.monotonic() + BUSY_WAIT_S
+        while True:
+            try:
+                self._conn = self._open()
+                return self._conn
+            except sqlite3.DatabaseError as exc:
+                if not _is_busy(exc):
+                    self._quarantine(exc)
+                    self._conn = self._open()
+                    return self._conn
+                # another process (an xdist worker) is creating the file or switching it to
+                # WAL; SQLite may answer BUSY at once (deadlock avoidance), so wait here
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.02)
 
     def _open(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
@@ -101,6 +120,11 @@ class JudgeCache:
                 if self._conn is not None:
                     self._conn.close()
                     self._conn = None
+                if _is_busy(exc):
+                    # locked by another process for longer than the busy timeout: the file is
+                    # healthy, so never move it aside; go on without the cache for this call
+                    self.problems.append(f"judge cache {self.path} busy ({exc}); not used once")
+                    return []
                 self._quarantine(exc)
                 conn = self._connect()
                 rows = conn.execute(sql, params).fetchall()

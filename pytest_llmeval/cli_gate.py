@@ -167,7 +167,6 @@ def merge(
     return merged
 
 
-
 def run(args: argparse.Namespace) -> int:
     reports = [(p, _load(p)) for p in args.reports]
     merged = merge(reports, update_baseline=args.update_baseline)

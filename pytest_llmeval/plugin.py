@@ -37,6 +37,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[STATE_KEY] = state
     state.check_judge_identity()
     state.check_batch()
+    config.pluginmanager.register(CollectionWatcher(state), "llmeval-collection")
     if not state.worker:
         config.pluginmanager.register(RecordCollector(state, config), "llmeval-records")
     if config.pluginmanager.hasplugin("xdist"):
@@ -176,6 +177,17 @@ def _apply_recorded(item: pytest.Item, report: pytest.TestReport, records: list[
     elif xfail:
         report.outcome = "skipped"
         report.wasxfail = "; ".join(state.xfail_reason(r) for r in xfail)
+
+
+class CollectionWatcher:
+    """Counts case files that failed to collect (then nothing is written at the end)."""
+
+    def __init__(self, state: LLMEvalState) -> None:
+        self.state = state
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.state.collection_errors += 1
 
 
 class RecordCollector:

@@ -15,6 +15,7 @@ import concurrent.futures
 import contextlib
 import hashlib
 import inspect
+import queue
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -203,13 +204,24 @@ class Evaluator:
     def _call_sync(self, sut: Callable[[Case], Any], case: Case) -> str:
         if self.config.sut_timeout is None and not inspect.iscoroutinefunction(sut):
             return _as_text(sut(case))
-        # a timeout needs the call off this thread; async SUTs need a loop
-        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-            future = pool.submit(_call_any, sut, case)
+        # A timeout needs the call off this thread; async SUTs need a loop. A daemon thread,
+        # not an executor: a hung call must not hold up the next case (nor the exit).
+        outcome: queue.SimpleQueue[tuple[bool, Any]] = queue.SimpleQueue()
+
+        def call() -> None:
             try:
-                return _as_text(future.result(timeout=self.config.sut_timeout))
-            except concurrent.futures.TimeoutError:
-                raise TimeoutError from None
+                outcome.put((True, _call_any(sut, case)))
+            except BaseException as exc:
+                outcome.put((False, exc))
+
+        threading.Thread(target=call, name="llmeval-sut-call", daemon=True).start()
+        try:
+            ok, value = outcome.get(timeout=self.config.sut_timeout)
+        except queue.Empty:
+            raise TimeoutError from None
+        if not ok:
+            raise value
+        return _as_text(value)
 
     # -- async path -------------------------------------------------------------------------
     async def evaluate_async(

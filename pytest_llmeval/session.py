@@ -91,13 +91,14 @@ class LLMEvalState:
             self.baseline_sha256 = file_sha256(self.settings.baseline_path)
         except StoreError as exc:
             raise pytest.UsageError(f"pytest-llmeval: {exc}") from None
+        self._cli_sut = self._import_spec(self.settings.sut, "--llmeval-sut")
+        self._candidate = self._import_spec(self.settings.compare_sut, "--llmeval-compare-sut")
         self._judge: Judge | None = None
         self._cache: JudgeCache | None = None
         self._evaluator: Evaluator | None = None
         self._run_ahead: RunAhead | None = None
         self._sut: Callable[[Case], Any] | None = None
         self._sut_resolved = False
-        self._candidate: Callable[[Case], Any] | None = None
         self._batch_done = False
         self._batch_calls: dict[str, list[SutCall]] = {}
         self._batch_results: dict[str, dict[int, Any]] = {}
@@ -107,7 +108,8 @@ class LLMEvalState:
         self.collected_files: set[str] = set()
         self.collected_keys: set[str] = set()
         self.deselected = 0
-        self.worker_collection: dict[str, Any] | None = None
+        self.worker_problems: list[str] = []
+        self.collection_errors = 0
         # per-case records arrive through reports (also from xdist workers)
         self.records: dict[str, dict[str, Any]] = {}
         self.expected_cases = 0
@@ -188,13 +190,7 @@ class LLMEvalState:
 
     def resolve_sut(self, item: CaseItem) -> Callable[[Case], Any]:
         if not self._sut_resolved:
-            if self.settings.sut:
-                try:
-                    sut = import_object(self.settings.sut, "--llmeval-sut")
-                except ValueError as exc:
-                    raise pytest.UsageError(str(exc)) from None
-            else:
-                sut = item.funcargs["llmeval_sut"]
+            sut: Any = self._cli_sut if self._cli_sut is not None else item.funcargs["llmeval_sut"]
             if sut is None or not callable(sut):
                 from pytest_llmeval.items import ConfigFailure
 
@@ -214,16 +210,25 @@ class LLMEvalState:
         local = self.judge.identity.name == "local"
         return not local or inspect.iscoroutinefunction(sut) or s.sut_concurrency > 1
 
-    def candidate_sut(self) -> Callable[[Case], Any] | None:
-        """The ``--llmeval-compare-sut`` candidate, imported once."""
-        spec = self.settings.compare_sut
+    def _import_spec(self, spec: str | None, option: str) -> Callable[[Case], Any] | None:
+        """Import ``module:attr`` now, so a typo is a usage error, not an error per case."""
         if spec is None:
             return None
-        if self._candidate is None:
-            try:
-                self._candidate = import_object(spec, "--llmeval-compare-sut")
-            except ValueError as exc:
-                raise pytest.UsageError(str(exc)) from None
+        import sys
+
+        invocation = str(self.config.invocation_params.dir)
+        if invocation not in sys.path:  # as `python -m pytest` would: modules beside you import
+            sys.path.append(invocation)
+        try:
+            obj = import_object(spec, option)
+        except ValueError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        if not callable(obj):
+            raise pytest.UsageError(f"{option} {spec!r}: {obj!r} is not callable")
+        return obj  # type: ignore[no-any-return]
+
+    def candidate_sut(self) -> Callable[[Case], Any] | None:
+        """The ``--llmeval-compare-sut`` candidate."""
         return self._candidate
 
     def check_batch(self) -> None:
@@ -465,8 +470,9 @@ class LLMEvalState:
                 reasons.append(f"case files not collected: {', '.join(missing[:3])}")
         return reasons
 
-    def unused_entries(self, full_run: bool, session: pytest.Session) -> list[str]:
-        if self.baseline is None or any("::" in str(a) for a in self.config.args):
+    def unused_entries(self, full_run: bool) -> list[str]:
+        """Baseline entries whose case is gone (only a full run can tell)."""
+        if self.baseline is None or not full_run:
             return []
         out = []
         for key in self.baseline.entries:
@@ -512,7 +518,7 @@ class LLMEvalState:
             full_run=full_run,
             update_baseline=s.update_baseline,
         )
-        unused = self.unused_entries(full_run, session)
+        unused = self.unused_entries(full_run)
         comparison = None
         if s.compare_sut is not None:
             pairs = [
@@ -535,7 +541,7 @@ class LLMEvalState:
             history=self.history,
             full_run=full_run,
             narrowed=reasons,
-            cache_problems=list(self._cache.problems) if self._cache else [],
+            cache_problems=self.cache_problems(),
             comparison=comparison,
             created=self.started,
             cost=self._cost_estimator(),
@@ -545,11 +551,20 @@ class LLMEvalState:
         self.end = EndOfRun(report=report, decision=decision)
         if interrupted:
             self.end.skipped_writes.append("the run was interrupted: nothing written")
+        elif self.collection_errors:
+            self.end.skipped_writes.append(
+                f"baseline and history not written: {self.collection_errors} case file(s)"
+                " failed to collect"
+            )
         else:
             self._write_state(records, unused, full_run, reasons, report)
         self._write_reports(report)
         if not decision.passed and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def cache_problems(self) -> list[str]:
+        own = list(self._cache.problems) if self._cache else []
+        return own + [p for p in self.worker_problems if p not in own]
 
     def _cost_estimator(self) -> Callable[[Usage], float | None] | None:
         estimate = getattr(self.judge, "estimate_cost", None)

@@ -22,6 +22,8 @@ def send_collection(config: pytest.Config, state: LLMEvalState) -> None:
         "collected_files": sorted(state.collected_files),
         "collected_keys": sorted(state.collected_keys),
         "deselected": int(state.deselected),
+        "cache_problems": state.cache_problems(),
+        "collection_errors": int(state.collection_errors),
     }
 
 
@@ -44,3 +46,7 @@ class XdistHooks:
         self.state.collected_files.update(data["collected_files"])
         self.state.collected_keys.update(data["collected_keys"])
         self.state.deselected = max(self.state.deselected, int(data["deselected"]))
+        self.state.worker_problems.extend(data.get("cache_problems", []))
+        self.state.collection_errors = max(
+            self.state.collection_errors, int(data.get("collection_errors", 0))
+        )

@@ -4,8 +4,9 @@ Method (see README, "The local judge"): both texts are normalised (Unicode NFKC,
 punctuation removed, number words mapped to digits), reduced to content words (stop words removed)
 and lightly stemmed. The score is a recall-weighted F-measure (F2, as in ROUGE-1 recall-oriented
 scoring, Lin 2004) of the reference's content words found in the response, where a token matches
-exactly or, for words of 5+ letters, when their character-trigram Dice coefficient is at least
-0.75 (tolerates typos such as "refnud"/"refund"). Recall is weighted because a correct answer may
+exactly or, for words of 5+ letters, when they differ by one typo (one substitution, insertion,
+deletion or adjacent swap, same first letter: "refnud"/"refund") or their character-trigram Dice
+coefficient is at least 0.75. Recall is weighted because a correct answer may
 say more than the short reference. Numbers are facts: if the reference contains numbers and the
 response mentions none of them, the score is capped at 0.4 ("30 days" is not "14 days").
 
@@ -83,11 +84,33 @@ def _trigrams(word: str) -> frozenset[str]:
     return frozenset(padded[i : i + 3] for i in range(len(padded) - 2))
 
 
+def _one_edit(a: str, b: str) -> bool:
+    """True if ``b`` is ``a`` with one typo: a substitution, insertion, deletion or a swap of
+    two adjacent letters (Damerau-Levenshtein distance 1). O(len), no DP table."""
+    if len(a) > len(b):
+        a, b = b, a
+    if len(b) - len(a) > 1:
+        return False
+    i = 0
+    while i < len(a) and a[i] == b[i]:
+        i += 1
+    if len(a) < len(b):  # one insertion
+        return a[i:] == b[i + 1 :]
+    if a[i + 1 :] == b[i + 1 :]:  # one substitution
+        return True
+    swapped = i + 1 < len(a) and a[i] == b[i + 1] and a[i + 1] == b[i]
+    return swapped and a[i + 2 :] == b[i + 2 :]
+
+
 def _fuzzy_equal(a: str, b: str) -> bool:
     if a == b:
         return True
     if len(a) < 5 or len(b) < 5 or a.isdigit() or b.isdigit():
         return False
+    # trigram Dice alone misses most typos in ordinary-length words (one substitution in an
+    # 8-letter word leaves a Dice of 0.625), so a single edit with the same first letter counts
+    if a[0] == b[0] and _one_edit(a, b):
+        return True
     ta, tb = _trigrams(a), _trigrams(b)
     return 2 * len(ta & tb) / (len(ta) + len(tb)) >= 0.75
 
