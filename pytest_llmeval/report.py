@@ -293,6 +293,10 @@ def summary_lines(report: Mapping[str, Any], *, verbose: bool = False) -> list[s
     else:
         failed = [g["name"] for g in s["gates"] if not g["passed"]]
         out.append(f"llmeval gate: FAILED ({', '.join(failed)})")
+        out.append(
+            "next: read the failures above; fix the application, or accept the new state as"
+            " the baseline with pytest --llmeval-update-baseline"
+        )
     return out
 
 
