@@ -180,15 +180,14 @@ def _history_gates(
         return [GateResult("history", True, "skipped: no judged cases", True)]
     points = [float(h["pass_rate"]) for h in history]
     if len(points) < settings.min_history:
-        return [
-            GateResult(
-                "history",
-                True,
-                f"skipped: {len(points)} recorded runs, need {settings.min_history}"
-                " (llmeval_min_history); record runs with --llmeval-record-history",
-                True,
-            )
-        ]
+        why = (
+            f"skipped: {len(points)} recorded runs, need {settings.min_history}"
+            " (llmeval_min_history); record runs with --llmeval-record-history"
+        )
+        skipped = [GateResult("history", True, why, True)]
+        if settings.history_binomial:
+            skipped.append(GateResult("history_binomial", True, why, True))
+        return skipped
     mean = statistics.fmean(points)
     std = statistics.stdev(points)
     lower = mean - settings.std_threshold * std

@@ -518,7 +518,10 @@ class LLMEvalState:
             full_run=full_run,
             update_baseline=s.update_baseline,
         )
-        unused = self.unused_entries(full_run)
+        # a shard collects every case before taking its share, so it can tell which baseline
+        # entries are gone; `llmeval gate` needs that list to update a merged baseline
+        shard_only = bool(reasons) and all(r.startswith("shard ") for r in reasons)
+        unused = self.unused_entries(full_run or (shard_only and not interrupted))
         comparison = None
         if s.compare_sut is not None:
             pairs = [

@@ -1,0 +1,338 @@
+"""Reports a user looks at: JSON + Markdown + HTML from one run, the CI step summary, JUnit
+properties, and progress lines on a cold cache."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+import xml.etree.ElementTree as ET
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from conftest import Project
+
+FILE = "llmeval_support.jsonl"
+
+
+def key(case_id: str) -> str:
+    return f"{FILE}::{case_id}"
+
+
+def mixed(project: Project) -> None:
+    """One case of each outcome: passed, improvement, regression, known and new failure."""
+    P = project
+    project.cases(
+        FILE,
+        [
+            P.case("ok", tags=["billing"], difficulty="easy"),
+            P.case("improved", tags=["billing"]),
+            P.case("regressed", threshold=0.8, difficulty="hard"),
+            P.case("known-bad"),
+            P.case("new-bad"),
+        ],
+    )
+    project.answers(
+        {
+            "ok": P.GOOD,
+            "improved": P.GOOD,
+            "regressed": P.BAD,
+            "known-bad": P.BAD,
+            "new-bad": P.BAD,
+        }
+    )
+    project.write_baseline(
+        {
+            key("ok"): "pass",
+            key("improved"): "fail",
+            key("regressed"): "pass",
+            key("known-bad"): "fail",
+        }
+    )
+
+
+# The JSON report's documented fields (README, "The JSON report").
+TOP_FIELDS = {"schema_version", "created", "judge", "settings", "summary", "cases", "comparison",
+              "history"}  # fmt: skip
+SETTINGS_FIELDS = {"threshold", "std_threshold", "min_history", "max_regressions",
+                   "min_pass_rate", "repeat", "shard", "baseline_sha256", "full_run"}  # fmt: skip
+SUMMARY_FIELDS = {
+    "total",
+    "passed",
+    "failed",
+    "errors",
+    "xfailed",
+    "pass_rate",
+    "pass_rate_ci",
+    "mean_score",
+    "checks_only",
+    "regressions",
+    "improvements",
+    "new_failures",
+    "known_failures",
+    "flaky",
+    "flaky_history",
+    "unused_baseline",
+    "by_difficulty",
+    "by_tag",
+    "failure_modes",
+    "gates",
+    "gate_passed",
+    "judge_calls",
+    "cache_hits",
+    "usage",
+    "cost_usd",
+    "history",
+    "repeat",
+    "full_run",
+    "narrowed",
+}
+CASE_FIELDS = {
+    "id",
+    "nodeid",
+    "file",
+    "line",
+    "question",
+    "messages",
+    "ground_truth",
+    "rubric",
+    "tags",
+    "difficulty",
+    "verdict",
+    "outcome",
+    "score",
+    "threshold",
+    "failure_modes",
+    "failed_checks",
+    "reasoning",
+    "error",
+    "baseline",
+    "samples",
+    "passes",
+    "judge",
+    "response",
+    "response_sha256",
+    "candidate",
+}
+
+
+def test_json_markdown_and_html_reports_from_one_run(project: Project) -> None:
+    mixed(project)
+    project.write_history([0.9, 1.0, 0.95])
+    baseline_sha = hashlib.sha256(project.baseline_path.read_bytes()).hexdigest()
+    result = project.run(
+        "--llmeval-report=out/r.json", "--llmeval-report=out/r.md", "--llmeval-report=out/r.html"
+    )
+    result.assert_outcomes(passed=2, failed=2, xfailed=1)
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(
+        ["wrote report out/r.json", "wrote report out/r.md", "wrote report out/r.html"]
+    )
+    data = json.loads((project.path / "out" / "r.json").read_text(encoding="utf-8"))
+    assert set(data) >= TOP_FIELDS
+    assert set(data["settings"]) >= SETTINGS_FIELDS
+    assert set(data["summary"]) >= SUMMARY_FIELDS
+    assert set(data["judge"]) == {"name", "model", "prompt_version", "version"}
+    for case in data["cases"]:
+        assert set(case) >= CASE_FIELDS, case["id"]
+    assert data["schema_version"] == 1
+    dt.datetime.strptime(data["created"], "%Y-%m-%dT%H:%M:%SZ")
+    assert data["settings"]["baseline_sha256"] == baseline_sha
+    assert (data["settings"]["threshold"], data["settings"]["repeat"]) == (0.7, 1)
+    assert data["settings"]["shard"] is None and data["settings"]["full_run"] is True
+    assert data["comparison"] is None
+    assert len(data["history"]) == 3
+    s = data["summary"]
+    assert (s["total"], s["passed"], s["failed"], s["errors"], s["xfailed"]) == (5, 2, 3, 0, 1)
+    assert s["pass_rate"] == pytest.approx(2 / 5)
+    from statsmodels.stats.proportion import proportion_confint  # type: ignore[import-untyped]
+
+    assert s["pass_rate_ci"] == pytest.approx(
+        list(proportion_confint(2, 5, alpha=0.05, method="wilson")), rel=1e-9
+    )
+    assert s["regressions"] == [key("regressed")]
+    assert s["new_failures"] == [key("new-bad")]
+    assert s["known_failures"] == [key("known-bad")]
+    assert s["improvements"] == [key("improved")]
+    assert s["by_tag"]["billing"]["total"] == 2 and s["by_tag"]["billing"]["passed"] == 2
+    assert s["by_difficulty"]["hard"]["passed"] == 0
+    assert s["failure_modes"] == {"quality_below_threshold": 3}
+    assert (s["judge_calls"], s["cache_hits"]) == (5, 0)
+    assert s["history"]["points"] == 3
+    assert s["history"]["mean"] == pytest.approx(0.95)
+    assert s["history"]["lower_bound"] == pytest.approx(0.85)
+    gates = {g["name"]: g for g in s["gates"]}
+    assert set(gates) == {"regressions", "history", "history_binomial"}
+    assert gates["regressions"]["passed"] is False and s["gate_passed"] is False
+    for gate in s["gates"]:
+        assert set(gate) == {"name", "passed", "skipped", "detail"}
+    reg = {c["id"]: c for c in data["cases"]}["regressed"]
+    assert (reg["verdict"], reg["outcome"], reg["threshold"]) == ("fail", "regression", 0.8)
+    assert reg["response_sha256"] == hashlib.sha256(project.BAD.encode()).hexdigest()
+    assert reg["baseline"]["verdict"] == "pass"
+    assert (reg["samples"], reg["passes"], reg["candidate"]) == (1, 0, None)
+
+    md = (project.path / "out" / "r.md").read_text(encoding="utf-8")
+    assert md.startswith("## LLM eval: gate FAILED ❌\n")
+    assert "| Regressions | ❌ FAILED | 1 regressions (max 0) |" in md
+    assert "**Pass rate 40.0%** (2 passed, 3 failed, 95% CI" in md
+    assert "### Regressions (1)" in md and f"- `{key('regressed')}` — score 0.00 &lt; 0.80" in md
+    assert "### New failures (1)" in md and f"`{key('new-bad')}`" in md
+    assert "this run is **below** it" in md
+
+    html = (project.path / "out" / "r.html").read_text(encoding="utf-8")
+    assert html.lstrip().lower().startswith("<!doctype html>")
+    assert "regressed" in html and project.BAD in html
+    assert "FAILED" in html.upper()
+    # self-contained: no external script, stylesheet, image or link to fetch
+    assert re.findall(r"""(?:src|href)\s*=\s*["']?(?!#|data:)[^"'\s>]+""", html) == []
+    assert "<link" not in html.lower()
+
+
+def test_step_summary_is_appended_on_every_run(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mixed(project)
+    step = project.path / "step_summary.md"
+    step.write_text("earlier step\n", encoding="utf-8")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step))
+    first = project.run("--llmeval-report=one.md")
+    md_one = (project.path / "one.md").read_text(encoding="utf-8")
+    project.answers({**json.loads((project.path / "answers.json").read_text()), "new-bad": "x"})
+    # the second run under xdist: only the controller appends, once
+    second = project.run("--llmeval-report=two.md", "-n", "2")
+    md_two = (project.path / "two.md").read_text(encoding="utf-8")
+    assert first.ret == second.ret == 1
+    assert md_one.startswith("## LLM eval: gate FAILED")
+    text = step.read_text(encoding="utf-8")
+    assert text == "earlier step\n" + md_one + "\n" + md_two + "\n"
+    assert text.count("## LLM eval:") == 2
+
+
+def test_step_summary_opt_out(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    project.ini(llmeval_step_summary="false")
+    mixed(project)
+    step = project.path / "step_summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step))
+    result = project.run()
+    assert result.ret == 1
+    assert project.section(result)  # the run did report ...
+    assert not step.exists()  # ... but not into the step summary
+
+
+# -- JUnit XML --------------------------------------------------------------------------------
+def junit_cases(path: Any) -> dict[str, tuple[dict[str, str], ET.Element]]:
+    """``{case id: (llmeval properties, testcase element)}`` from a JUnit XML file."""
+    root = ET.parse(path).getroot()
+    out: dict[str, tuple[dict[str, str], ET.Element]] = {}
+    for tc in root.iter("testcase"):
+        props = {p.get("name", ""): p.get("value", "") for p in tc.iter("property")}
+        llm = {k: v for k, v in props.items() if k.startswith("llmeval_")}
+        assert llm, f"testcase {tc.get('name')} carries no llmeval properties"
+        out[llm["llmeval_case_id"]] = (llm, tc)
+    return out
+
+
+def test_junit_properties_and_regression_vs_new_failure(
+    project: Project, run_args: tuple[str, ...]
+) -> None:
+    mixed(project)
+    result = project.run("--junitxml=junit.xml", *run_args)
+    result.assert_outcomes(passed=2, failed=2, xfailed=1)
+    cases = junit_cases(project.path / "junit.xml")
+    assert set(cases) == {"ok", "improved", "regressed", "known-bad", "new-bad"}
+    names = {
+        "llmeval_case_id",
+        "llmeval_verdict",
+        "llmeval_outcome",
+        "llmeval_score",
+        "llmeval_threshold",
+        "llmeval_baseline_verdict",
+        "llmeval_failure_modes",
+        "llmeval_judge",
+    }
+    for case_id, (props, tc) in cases.items():
+        assert set(props) == names, case_id
+        assert props["llmeval_judge"] == "local prompt=sim-1"
+        # each property once, even under xdist (teardown and call reports both carry them)
+        assert len([p for p in tc.iter("property") if p.get("name") == "llmeval_outcome"]) == 1
+    expected = {
+        "ok": ("pass", "passed", "pass", ""),
+        "improved": ("pass", "improvement", "fail", ""),
+        "regressed": ("fail", "regression", "pass", "quality_below_threshold"),
+        "known-bad": ("fail", "known_failure", "fail", "quality_below_threshold"),
+        "new-bad": ("fail", "new_failure", "none", "quality_below_threshold"),
+    }
+    for case_id, (verdict, outcome, base, modes) in expected.items():
+        props = cases[case_id][0]
+        got = (
+            props["llmeval_verdict"],
+            props["llmeval_outcome"],
+            props["llmeval_baseline_verdict"],
+            props["llmeval_failure_modes"],
+        )
+        assert got == (verdict, outcome, base, modes), case_id
+    assert cases["regressed"][0]["llmeval_threshold"] == "0.800000"
+    assert cases["ok"][0]["llmeval_threshold"] == "0.700000"
+    assert cases["regressed"][0]["llmeval_score"] == "0.000000"
+    assert 0.7 <= float(cases["ok"][0]["llmeval_score"]) <= 1.0
+    # the failure message tells a regression from a new failure
+    reg_failure = cases["regressed"][1].find("failure")
+    new_failure = cases["new-bad"][1].find("failure")
+    assert reg_failure is not None and new_failure is not None
+    assert reg_failure.get("message", "").startswith("REGRESSION: case regressed passed")
+    assert new_failure.get("message", "").startswith("NEW FAILURE: case new-bad")
+    assert cases["known-bad"][1].find("skipped") is not None  # xfail
+    assert cases["ok"][1].find("failure") is None
+
+
+# -- progress lines ---------------------------------------------------------------------------
+def progress_lines(result: pytest.RunResult) -> list[str]:
+    return [ln for ln in result.outlines if ln.startswith("llmeval: ") and "cases judged" in ln]
+
+
+def drop_cache(project: Project) -> None:
+    for path in project.state.glob("cache.sqlite3*"):
+        path.unlink()
+
+
+def test_progress_lines_on_a_cold_cache_only(project: Project) -> None:
+    ids = [f"p{i:02d}" for i in range(24)]
+    project.cases(FILE, [project.case(i) for i in ids])
+    project.answers({i: project.GOOD for i in ids})
+
+    quiet = project.run("-q")  # cold, but -q keeps the output quiet
+    quiet.assert_outcomes(passed=24)
+    assert progress_lines(quiet) == []
+
+    drop_cache(project)
+    cold = project.run()
+    cold.assert_outcomes(passed=24)
+    assert progress_lines(cold) == [
+        f"llmeval: {done}/24 cases judged ({done} judge calls, 0 cache hits, {24 - done} pending)"
+        for done in (6, 12, 18, 24)
+    ]
+
+    warm = project.run()  # every verdict from the cache: nothing to wait for
+    warm.assert_outcomes(passed=24)
+    assert progress_lines(warm) == []
+    assert "judge: local prompt=sim-1  judge calls: 0  cache hits: 24" in project.section(warm)
+
+    drop_cache(project)
+    xdist = project.run("-n", "2")  # under xdist the controller reports the workers' progress
+    xdist.assert_outcomes(passed=24)
+    lines = progress_lines(xdist)
+    assert lines[-1] == "llmeval: 24/24 cases judged (24 judge calls, 0 cache hits, 0 pending)"
+    assert len(lines) == 4
+
+
+def test_no_progress_lines_for_a_small_suite(project: Project) -> None:
+    ids = [f"s{i:02d}" for i in range(19)]
+    project.cases(FILE, [project.case(i) for i in ids])
+    project.answers({i: project.GOOD for i in ids})
+    result = project.run()
+    result.assert_outcomes(passed=19)
+    assert progress_lines(result) == []
