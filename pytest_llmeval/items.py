@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from pytest_llmeval.runner import Evaluation
 
 MAX_ERRORS_SHOWN = 20
+_LLMEVAL_MARK = pytest.mark.llmeval  # built once: add_marker by name costs per item
 
 
 class LLMEvalWarning(pytest.PytestWarning):
@@ -88,7 +89,7 @@ class CaseItem(pytest.Function):
         self.evaluation: Evaluation | None = None
         self.candidate: Evaluation | None = None
         self.llmeval_record: dict[str, Any] | None = None
-        self.add_marker("llmeval")
+        self.add_marker(_LLMEVAL_MARK)
         # -k matches node names, markers and extra_keyword_matches
         self.extra_keyword_matches.update(case.tags)
         self.extra_keyword_matches.add(case.difficulty)

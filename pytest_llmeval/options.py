@@ -122,6 +122,7 @@ class Settings:
     reports: tuple[Path, ...]
     shard: tuple[int, int] | None
     xdist_workers: int  # 0 without xdist (read from pytest-xdist's -n when present)
+    junit: bool  # pytest's --junitxml is on: cases carry their properties
 
     @property
     def baseline_path(self) -> Path:
@@ -235,6 +236,7 @@ def settings_from_config(config: pytest.Config) -> Settings:
         reports=tuple(Path(p) for p in opt("llmeval_report")),
         shard=_shard(opt("llmeval_shard")),
         xdist_workers=_workers(config),
+        junit=bool(config.getoption("xmlpath", default=None)),
     )
 
 

@@ -134,7 +134,8 @@ def pytest_runtest_makereport(
     if isinstance(item, CaseItem) and record is not None:
         if call.when == "call" or (call.when == "setup" and report.failed):
             report.llmeval = record  # type: ignore[attr-defined]
-            _junit_properties(item, report, record)
+            if get_state(item.config).settings.junit:
+                _junit_properties(item, report, record)
     elif call.when == "call":
         recorded = item.stash.get(RECORDS_KEY, None)
         if recorded:

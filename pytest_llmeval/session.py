@@ -100,6 +100,7 @@ class LLMEvalState:
         self._sut: Callable[[Case], Any] | None = None
         self._sut_resolved = False
         self._batch_done = False
+        self._run_ahead_choice: bool | None = None
         self._batch_calls: dict[str, list[SutCall]] = {}
         self._batch_results: dict[str, dict[int, Any]] = {}
         self.item_order: dict[str, int] = {}
@@ -204,6 +205,11 @@ class LLMEvalState:
 
     # -- evaluation -------------------------------------------------------------------------
     def _use_run_ahead(self, sut: Callable[[Case], Any]) -> bool:
+        if self._run_ahead_choice is None:
+            self._run_ahead_choice = self._choose_run_ahead(sut)
+        return self._run_ahead_choice
+
+    def _choose_run_ahead(self, sut: Callable[[Case], Any]) -> bool:
         s = self.settings
         if self.worker or s.concurrency <= 1:
             return False
