@@ -26,6 +26,25 @@ class CLIError(Exception):
     """A user-facing error: printed as ``llmeval: error: <message>`` with exit status 2."""
 
 
+def command_group(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    *,
+    help: str,
+    description: str,
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """Add ``llmeval NAME`` with its own sub-commands; bare ``llmeval NAME`` prints its help."""
+    group = subparsers.add_parser(name, help=help, description=description)
+    sub = group.add_subparsers(dest=f"{name}_command", metavar="SUBCOMMAND")
+
+    def show_help(args: argparse.Namespace) -> int:
+        group.print_help()
+        return 2
+
+    group.set_defaults(func=show_help)
+    return sub
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="llmeval",

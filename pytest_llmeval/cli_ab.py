@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_llmeval import stats
-from pytest_llmeval.cli import CLIError
+from pytest_llmeval.cli import CLIError, command_group
 
 _Handler = Callable[[argparse.Namespace], int]
 
@@ -40,18 +40,12 @@ file formats (values: an integer is a count of units with the event, a decimal i
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``llmeval ab`` and its sub-commands to the ``llmeval`` parser."""
-    ab = subparsers.add_parser(
+    ab_sub = command_group(
+        subparsers,
         "ab",
         help="A/B test sample sizes, analysis and sample-ratio checks",
         description="A/B test design and analysis with exact statistics (scipy).",
     )
-    ab_sub = ab.add_subparsers(dest="ab_command", metavar="SUBCOMMAND")
-
-    def _help(args: argparse.Namespace) -> int:
-        ab.print_help()
-        return 2
-
-    ab.set_defaults(func=_help)
 
     size = ab_sub.add_parser(
         "sample-size",

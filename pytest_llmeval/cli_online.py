@@ -24,7 +24,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from pytest_llmeval.cli import CLIError
+from pytest_llmeval.cli import CLIError, command_group
 from pytest_llmeval.online import (
     DEFAULT_COMPLETION_EVENT,
     DEFAULT_DB_PATH,
@@ -127,18 +127,12 @@ def _window(parser: argparse.ArgumentParser, default: str, name: str = "--window
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``llmeval online``, ``llmeval shadow`` and ``llmeval flywheel``."""
-    online = subparsers.add_parser(
+    online_sub = command_group(
+        subparsers,
         "online",
         help="production events: ingest, dashboard, A/B and canary readouts",
         description="The production event store and its implicit-signal metrics.",
     )
-    online_sub = online.add_subparsers(dest="online_command", metavar="SUBCOMMAND")
-
-    def _help(args: argparse.Namespace) -> int:
-        online.print_help()
-        return 2
-
-    online.set_defaults(func=_help)
 
     ingest = online_sub.add_parser(
         "ingest",
