@@ -37,6 +37,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[STATE_KEY] = state
     state.check_judge_identity()
     state.check_batch()
+    state.warm_up()
     config.pluginmanager.register(CollectionWatcher(state), "llmeval-collection")
     if not state.worker:
         config.pluginmanager.register(RecordCollector(state, config), "llmeval-records")

@@ -237,6 +237,16 @@ class LLMEvalState:
         """The ``--llmeval-compare-sut`` candidate."""
         return self._candidate
 
+    def warm_up(self) -> None:
+        """Import the Claude judge's SDK in the background while pytest collects (over a
+        second for ``anthropic``) instead of on the first judgement."""
+        if self.settings.offline or not type(self.judge).__module__.endswith("judges.anthropic"):
+            return
+        import importlib
+        import threading
+
+        threading.Thread(target=importlib.import_module, args=("anthropic",), daemon=True).start()
+
     def check_batch(self) -> None:
         """``--llmeval-batch`` needs a judge with a batch API and one process."""
         if not self.settings.batch:

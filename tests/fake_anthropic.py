@@ -63,6 +63,13 @@ _SCORE_MARK = re.compile(r"\[\[score=([01](?:\.\d+)?)\]\]")
 
 
 @dataclass(frozen=True)
+class _Server(ThreadingHTTPServer):
+    """The default listen backlog (5) drops connection bursts from a concurrent client."""
+
+    request_queue_size = 128
+    daemon_threads = True
+
+
 class Reply:
     """One scripted answer of the fake ``/v1/messages`` endpoint."""
 
@@ -277,7 +284,7 @@ class FakeAnthropic:
         class Handler(_Handler):
             server_fake = fake
 
-        server = ThreadingHTTPServer(("127.0.0.1", self._port), Handler)
+        server = _Server(("127.0.0.1", self._port), Handler)
         server.daemon_threads = True
         server.block_on_close = False
         self._server = server

@@ -350,7 +350,7 @@ PERSISTENT = {
     "500": (Reply.server_error(), "HTTP 500 api_error"),
     "529": (Reply.overloaded(), "HTTP 529 overloaded_error"),
     "429": (Reply.rate_limited(retry_after=0.01), "HTTP 429 rate_limit_error"),
-    "timeout": (Reply.hanging(3.0), "request timed out after 0.3 s"),
+    "timeout": (Reply.hanging(5.0), "request timed out after 1 s"),
 }
 
 
@@ -359,7 +359,8 @@ def test_persistent_failure_is_an_error_for_the_affected_cases_only(
     claude: Claude, kind: str
 ) -> None:
     reply, message = PERSISTENT[kind]
-    claude.ini(llmeval_judge_max_retries="2", llmeval_judge_timeout="0.3")
+    # 1 s: long enough that a busy machine never times out the healthy requests
+    claude.ini(llmeval_judge_max_retries="2", llmeval_judge_timeout="1")
     seen: list[str] = []  # counted on arrival: a hanging request is recorded only when answered
 
     def responder(body: dict[str, Any]) -> Reply | None:
@@ -409,9 +410,10 @@ def test_judge_errors_never_enter_the_baseline(claude: Claude, run_args: tuple[s
     claude.ini(llmeval_judge_max_retries="1")
     claude.setup({"a": good("a"), "b": good("b"), "c": bad("c")})
     first = claude.run("--llmeval-update-baseline", *run_args)
-    first.assert_outcomes(passed=2, failed=1)
+    first.assert_outcomes(passed=3)  # accepting a new state: verdicts go into the baseline
     before = claude.project.baseline()
     assert sorted(before["cases"]) == [f"{FILE}::a", f"{FILE}::b", f"{FILE}::c"]
+    assert [before["cases"][f"{FILE}::{k}"]["verdict"] for k in "abc"] == ["pass", "pass", "fail"]
 
     # b's answer changes and its judge now fails for good; a new case d fails the same way
     claude.fake.responder = lambda body: (
@@ -419,7 +421,7 @@ def test_judge_errors_never_enter_the_baseline(claude: Claude, run_args: tuple[s
     )
     claude.setup({"a": good("a"), "b": down("b"), "c": bad("c"), "d": down("d")})
     second = claude.run("--llmeval-update-baseline", *run_args)
-    second.assert_outcomes(passed=1, errors=2, xfailed=1)
+    second.assert_outcomes(passed=2, errors=2)  # a judge error is still an ERROR
     after = claude.project.baseline()
     assert sorted(after["cases"]) == [f"{FILE}::a", f"{FILE}::b", f"{FILE}::c"]
     assert after["cases"][f"{FILE}::b"] == before["cases"][f"{FILE}::b"]  # untouched
@@ -494,7 +496,7 @@ def _output_without_key(result: pytest.RunResult) -> str:
 
 def test_key_is_never_written_or_printed(claude: Claude) -> None:
     claude.ini(llmeval_judge_max_retries="1")
-    # a server that echoes the key it got into its 500 messages
+    # A server that echoes the key it got into its 500 messages.
     claude.fake.echo_key_in_errors = True
     claude.fake.responder = lambda body: (
         Reply.server_error() if "[[down]]" in response_of(body) else None
@@ -503,14 +505,14 @@ def test_key_is_never_written_or_printed(claude: Claude) -> None:
     reports = ["--llmeval-report", "r.json", "--llmeval-report", "r.html"]
     reports += ["--llmeval-report", "r.md", "--junitxml", "junit.xml"]
     first = claude.run_subprocess("-vv", "-l", "-rA", "--llmeval-update-baseline", *reports)
-    first.assert_outcomes(passed=1, failed=2, errors=1)
+    first.assert_outcomes(passed=3, errors=1)
     text = _output_without_key(first)
     assert "(key Bearer [redacted])" in text  # the echoed key reached the plugin, scrubbed
 
-    # A server that rejects the key and echoes it in the 401 message (not cached this time),
+    # A server that rejects the key and echoes it in its 401 message (nothing cached this time),
+    # on two xdist workers, whose error texts travel to the controller on the reports.
     claude.fake.responder = None
     claude.fake.expected_key = "sk-ant-another-key-00000000000"
-    # ... and on two xdist workers, whose error texts travel to the controller on reports
     second = claude.run_subprocess("-vv", "-l", "-rA", "-n", "2", "--llmeval-no-cache", *reports)
     second.assert_outcomes(errors=4)
     text = _output_without_key(second)
@@ -543,7 +545,13 @@ def test_stopping_early_starts_no_work_beyond_the_window(
     result = claude.run(option)
     result.assert_outcomes(failed=failing)
     time.sleep(0.3)  # let any request still in flight reach the server's record
-    judged = judged_cases(claude.fake)
+    # From the raw bytes: a request cancelled when pytest stopped may arrive cut short.
+    judged = [
+        found.group(1).decode()
+        for record in claude.fake.message_requests()
+        for found in re.finditer(rb"Question (c\d\d)\?", record.raw)
+    ]
+    assert ids[0] in judged
     assert set(judged) <= set(ids[:window]), judged
     assert len(judged) == len(set(judged))
     assert "narrowed run: the run stopped early (-x/--maxfail)" in "\n".join(

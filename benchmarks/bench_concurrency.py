@@ -1,0 +1,300 @@
+"""Run-ahead concurrency with the Claude judge, against the fake Messages API.
+
+Run by hand (not in CI): ``/work/venv/bin/python benchmarks/bench_concurrency.py``.
+
+Scenario 1 (speed-up). ``--cases`` (200) cases; the SUT is synchronous and sleeps
+``--sut-latency`` (50 ms) with ``time.sleep``, run with ``llmeval_sut_concurrency = 16`` so SUT
+calls overlap in threads; the fake judge answers after ``--judge-latency`` (200 ms). The
+standalone fake server (``tests/fake_anthropic.py``) runs in its own process; pytest runs in a
+subprocess with ``-p no:cacheprovider --llmeval-no-cache`` (every case is judged) at
+``--llmeval-concurrency`` 1 and 16. Each run's raw wall time is printed, and the wall time minus
+pytest's start-up (the best wall time of ``pytest --collect-only`` on the same project: Python,
+pytest, the plugin and collection). ``import anthropic`` happens at the first judgement, so it
+stays inside "wall minus start-up"; its own cost is printed for reference. The ideal is
+``N * (sut + judge) / concurrency``.
+
+Scenario 2 (rate limit). ``--rpm-cases`` (100) cases at concurrency 16 with ``llmeval_rpm = 300``
+against a server that answers 429 (with ``retry-after``) beyond 300 requests per minute. The
+server checks the limit on a sliding ``--rpm-window`` (10 s: 50 requests per 10 s), stricter
+than a 60 s window, which 100 requests in about 20 s could never exceed. Printed: failed or
+errored cases (target 0), the server's 429 count, and throughput (judgements per second over
+the run, raw and excluding start-up) as a fraction of the limit (target >= 85%).
+
+The last line is the wall/ideal ratio at concurrency 16 (target <= 1.5x), raw and excluding
+pytest start-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+FAKE_SERVER = ROOT / "tests" / "fake_anthropic.py"
+BENCH_KEY = "sk-ant-bench-not-a-real-key-0000000000"
+TARGET_RATIO = 1.5
+TARGET_THROUGHPUT = 0.85
+
+CONFTEST = """\
+import time
+
+import pytest
+
+SUT_LATENCY = {sut_latency!r}
+
+
+@pytest.fixture(scope="session")
+def llmeval_sut():
+    def answer(case):
+        time.sleep(SUT_LATENCY)  # a synchronous, network-bound SUT
+        return f"Parcel {{case.id}} stays in the locker for five days. [[score=0.9]]"
+
+    return answer
+"""
+
+
+@dataclass(frozen=True)
+class Run:
+    wall: float
+    summary: dict[str, Any]
+    server: str
+    tail: str
+
+
+# Runs tests/fake_anthropic.py as a script with a larger listen backlog. socketserver's default
+# (request_queue_size = 5) drops the SYNs of a burst of 16 new connections, and the client then
+# retransmits after 1 s: a stall of the fake server, not of the plugin (a real API endpoint
+# accepts bursts). --listen-backlog 5 reproduces the fake's own default.
+SERVER_BOOT = """\
+import runpy, socketserver, sys
+socketserver.TCPServer.request_queue_size = int(sys.argv[1])
+sys.argv = sys.argv[2:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+LISTEN_BACKLOG = [128]
+
+
+@contextlib.contextmanager
+def fake_server(*args: str) -> Iterator[tuple[str, list[str]]]:
+    """The standalone fake server in a subprocess: yields its URL and, after it stops, its
+    request summary (one line, appended to the list)."""
+    boot = [sys.executable, "-c", SERVER_BOOT, str(LISTEN_BACKLOG[0])]
+    proc = subprocess.Popen(
+        [*boot, str(FAKE_SERVER), "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    summary: list[str] = []
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        if not url.startswith("http://127.0.0.1:"):
+            raise RuntimeError(f"the fake server did not start: {url!r}")
+        yield url, summary
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+        summary.append(err.strip().splitlines()[-1] if err.strip() else "")
+
+
+def write_project(root: Path, cases: int, sut_latency: float, extra_ini: str = "") -> Path:
+    root.mkdir(parents=True)
+    ini = (
+        "[pytest]\n"
+        "llmeval_judge = anthropic\n"
+        "llmeval_sut_concurrency = 16\n"
+        "llmeval_step_summary = false\n" + extra_ini
+    )
+    (root / "pytest.ini").write_text(ini, encoding="utf-8")
+    (root / "conftest.py").write_text(CONFTEST.format(sut_latency=sut_latency), encoding="utf-8")
+    with open(root / "llmeval_bench.jsonl", "w", encoding="utf-8") as out:
+        for i in range(cases):
+            line = {
+                "id": f"case-{i:04d}",
+                "question": f"How long does parcel {i} stay in the locker?",
+                "ground_truth": "Five days after delivery.",
+            }
+            out.write(json.dumps(line) + "\n")
+    return root
+
+
+def environment(url: str | None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("GITHUB_STEP_SUMMARY", None)
+    env.pop("ANTHROPIC_AUTH_TOKEN", None)
+    env["ANTHROPIC_API_KEY"] = BENCH_KEY
+    if url is not None:
+        env["ANTHROPIC_BASE_URL"] = url
+    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+def pytest_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args]
+
+
+def startup(project: Path, repeat: int = 3) -> float:
+    """Best wall time of ``pytest --collect-only`` on the project (no judging, no SUT)."""
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        subprocess.run(
+            pytest_cmd("--collect-only"),
+            cwd=project,
+            env=environment(None),
+            check=True,
+            capture_output=True,
+        )
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def import_cost(repeat: int = 3) -> float:
+    """Best extra wall time of ``import anthropic`` over an empty interpreter."""
+
+    def best(code: str) -> float:
+        times = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], check=True)
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    return max(0.0, best("import anthropic") - best("pass"))
+
+
+def run_pytest(project: Path, server_args: list[str], *args: str) -> Run:
+    report = project / "report.json"
+    with fake_server(*server_args) as (url, server):
+        t0 = time.perf_counter()
+        proc = subprocess.run(
+            pytest_cmd("--llmeval-no-cache", "--llmeval-report", str(report), *args),
+            cwd=project,
+            env=environment(url),
+            capture_output=True,
+            text=True,
+        )
+        wall = time.perf_counter() - t0
+    tail = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr
+    if not report.exists():
+        raise RuntimeError(f"pytest wrote no report (exit {proc.returncode}): {tail}")
+    summary = json.loads(report.read_text(encoding="utf-8"))["summary"]
+    report.unlink()
+    return Run(wall, summary, server[0] if server else "", tail)
+
+
+def count_429(server_line: str) -> int:
+    match = re.search(r"429: (\d+)", server_line)
+    return int(match.group(1)) if match else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--cases", type=int, default=200)
+    parser.add_argument("--sut-latency", type=float, default=0.05)
+    parser.add_argument("--judge-latency", type=float, default=0.2)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--rpm-cases", type=int, default=100)
+    parser.add_argument("--rpm", type=int, default=300)
+    parser.add_argument("--rpm-window", type=float, default=10.0)
+    parser.add_argument("--skip-sequential", action="store_true", help="no concurrency-1 run")
+    parser.add_argument(
+        "--listen-backlog", type=int, default=128, help="fake server's TCP listen backlog"
+    )
+    args = parser.parse_args(argv)
+    LISTEN_BACKLOG[0] = args.listen_backlog
+
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    per_case = args.sut_latency + args.judge_latency
+    with tempfile.TemporaryDirectory(prefix="bench_concurrency_") as tmp:
+        speed = write_project(Path(tmp) / "speed", args.cases, args.sut_latency)
+        base = startup(speed)
+        imp = import_cost()
+        print(
+            f"scenario 1: {args.cases} cases, sync SUT sleeping {args.sut_latency * 1000:.0f} ms"
+            f" (llmeval_sut_concurrency = 16), fake judge latency"
+            f" {args.judge_latency * 1000:.0f} ms, --llmeval-no-cache"
+        )
+        print(f"fake server listen backlog: {args.listen_backlog} (socketserver default: 5)")
+        print(f"pytest start-up (collect-only, best of 3): {base:.2f} s")
+        print(f"import anthropic (paid at the first judgement, inside the run): {imp:.2f} s")
+        latency = ["--latency", str(args.judge_latency)]
+        walls: dict[int, Run] = {}
+        levels = [args.concurrency] if args.skip_sequential else [1, args.concurrency]
+        for level in levels:
+            run = run_pytest(speed, latency, "--llmeval-concurrency", str(level))
+            s = run.summary
+            if s["passed"] != args.cases or s["errors"] or s["judge_calls"] != args.cases:
+                raise RuntimeError(f"concurrency {level}: not every case judged: {run.tail}")
+            walls[level] = run
+            ideal = args.cases * per_case / level
+            print(
+                f"concurrency {level:>2}: wall {run.wall:6.2f} s,"
+                f" minus start-up {run.wall - base:6.2f} s, ideal {ideal:6.2f} s"
+                f" (wall/ideal {run.wall / ideal:.2f}x raw,"
+                f" {(run.wall - base) / ideal:.2f}x excluding start-up); {run.server}"
+            )
+        if 1 in walls:
+            top = walls[args.concurrency]
+            print(
+                f"speed-up 1 -> {args.concurrency}: {walls[1].wall / top.wall:.1f}x raw,"
+                f" {(walls[1].wall - base) / (top.wall - base):.1f}x excluding start-up"
+            )
+
+        limited = write_project(
+            Path(tmp) / "rpm", args.rpm_cases, args.sut_latency, f"llmeval_rpm = {args.rpm}\n"
+        )
+        window_limit = max(1, round(args.rpm * args.rpm_window / 60.0))
+        server = [*latency, "--rpm", str(window_limit), "--rpm-window", str(args.rpm_window)]
+        run = run_pytest(limited, server, "--llmeval-concurrency", str(args.concurrency))
+        s = run.summary
+        failed = s["failed"] + s["errors"]
+        limit_per_s = args.rpm / 60.0
+        raw = args.rpm_cases / run.wall / limit_per_s
+        net = args.rpm_cases / (run.wall - base) / limit_per_s
+        print(
+            f"scenario 2: {args.rpm_cases} cases, llmeval_rpm = {args.rpm}, server limit"
+            f" {window_limit} requests per {args.rpm_window:g} s ({args.rpm}/min),"
+            f" concurrency {args.concurrency}"
+        )
+        print(
+            f"wall {run.wall:.2f} s (minus start-up {run.wall - base:.2f} s);"
+            f" judge calls {s['judge_calls']}; server 429s: {count_429(run.server)}; {run.server}"
+        )
+        print(f"failed or errored cases: {failed} (target 0)")
+        print(
+            f"throughput: {raw:.1%} of the limit raw, {net:.1%} excluding start-up"
+            f" (target >= {TARGET_THROUGHPUT:.0%})"
+        )
+
+    top = walls[args.concurrency]
+    ideal = args.cases * per_case / args.concurrency
+    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(
+        f"ratio wall/ideal at concurrency {args.concurrency}: {top.wall / ideal:.2f}x raw,"
+        f" {(top.wall - base) / ideal:.2f}x excluding pytest start-up"
+        f" (target <= {TARGET_RATIO}x)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
