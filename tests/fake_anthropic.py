@@ -62,7 +62,6 @@ _FRAME = re.compile(
 _SCORE_MARK = re.compile(r"\[\[score=([01](?:\.\d+)?)\]\]")
 
 
-@dataclass(frozen=True)
 class _Server(ThreadingHTTPServer):
     """The default listen backlog (5) drops connection bursts from a concurrent client."""
 
@@ -70,6 +69,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
 
+@dataclass(frozen=True)
 class Reply:
     """One scripted answer of the fake ``/v1/messages`` endpoint."""
 
