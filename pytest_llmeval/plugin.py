@@ -258,6 +258,9 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
     tr = terminalreporter
     tr.section("llmeval")
+    if state.end.interrupted:
+        tr.write_line("the run was interrupted: no gate decision, nothing written", yellow=True)
+        return
     for line in summary_lines(state.end.report, verbose=config.get_verbosity() > 0):
         if line.startswith("llmeval gate: FAILED"):
             tr.write_line(line, red=True, bold=True)

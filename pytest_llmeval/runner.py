@@ -340,16 +340,23 @@ class RunAhead:
 
     def close(self) -> None:
         """Cancel outstanding work promptly, release async clients and stop the loop."""
-        for future in self.futures.values():
-            future.cancel()
         self.futures.clear()
-        aclose = getattr(self.evaluator.judge, "aclose", None)
-        if callable(aclose):
-            done = asyncio.run_coroutine_threadsafe(aclose(), self._loop)
-            # closing is best effort: the run's results are already in
-            with contextlib.suppress(Exception):
-                done.result(timeout=5)
+        done = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
+        # closing is best effort: the run's results are already in
+        with contextlib.suppress(Exception):
+            done.result(timeout=5)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
         self._sut_pool.shutdown(wait=False, cancel_futures=True)
         self._io_pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _shutdown(self) -> None:
+        """On the loop: cancel every pending evaluation, wait for them, close async clients."""
+        current = asyncio.current_task()
+        pending = [t for t in asyncio.all_tasks() if t is not current]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        aclose = getattr(self.evaluator.judge, "aclose", None)
+        if callable(aclose):
+            await aclose()

@@ -70,6 +70,7 @@ class EndOfRun:
     decision: gate.GateDecision
     written: list[str] = field(default_factory=list)
     skipped_writes: list[str] = field(default_factory=list)
+    interrupted: bool = False
 
 
 class LLMEvalState:
@@ -567,7 +568,7 @@ class LLMEvalState:
             collected_keys=sorted(self.collected_keys) if s.shard else None,
             flaky_history=gate.flaky_from_history(history, set(self.records)),
         )
-        self.end = EndOfRun(report=report, decision=decision)
+        self.end = EndOfRun(report=report, decision=decision, interrupted=interrupted)
         if interrupted:
             self.end.skipped_writes.append("the run was interrupted: nothing written")
         elif self.collection_errors:

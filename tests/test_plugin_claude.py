@@ -700,3 +700,37 @@ def test_batch_maps_results_back_and_fills_the_cache(claude: Claude) -> None:
     third.assert_outcomes(passed=4, failed=1)
     assert claude.fake.requests == []
     assert "sending" not in third.stdout.str()
+
+
+def test_ctrl_c_stops_outstanding_judge_calls_promptly(claude: Claude) -> None:
+    """SIGINT during a run whose judge calls take 5 s each: pytest stops within seconds,
+    cancels the calls in flight, writes nothing and says so."""
+    import signal
+    import subprocess
+    import sys
+
+    claude.fake.latency = 5.0
+    claude.setup({f"c{i}": good(f"c{i}") for i in range(40)})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--llmeval-update-baseline"],
+        cwd=claude.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        # a background child of a non-interactive shell would ignore SIGINT: restore it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    deadline = time.monotonic() + 30
+    while not claude.fake.message_requests() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert claude.fake.message_requests(), "no judge request was started"
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 2, out
+    # without cancellation the run would go on to all 40 judgements (5 s each, 8 at a time);
+    # stopped, it never starts more than the first window of 8 (+ 8 refilled at most)
+    assert len(claude.fake.message_requests()) <= 16, out
+    assert "the run was interrupted: no gate decision, nothing written" in out
+    assert "Task was destroyed but it is pending" not in out
+    assert not (claude.path / ".llmeval" / "baseline.json").exists()
+    assert not (claude.path / ".llmeval" / "history.jsonl").exists()
