@@ -72,7 +72,6 @@ def response_sha256(text: str) -> str:
 class EvaluatorConfig:
     rules: RuleSettings
     repeat: int = 1
-    repeat_pass_fraction: float = 0.5
     sut_timeout: float | None = None
     offline: bool = False
     use_cache: bool = True
@@ -120,9 +119,12 @@ class Evaluator:
             ev.judge_calls += 1
             ev.usage = ev.usage + result.usage
 
-    def _sut_failed(self, ev: Evaluation, case: Case, mode: str, message: str, t: float) -> None:
-        verdict = system_error_verdict(case, mode, message, self.judge.identity, self.config.rules)
-        ev.samples.append(Sample("", verdict, False, time.perf_counter() - t))
+    def _sut_failed(self, ev: Evaluation, case: Case, call: SutCall) -> None:
+        """A SUT that raised or timed out: a failed verdict, never sent to the judge."""
+        verdict = system_error_verdict(
+            case, call.mode, call.text, self.judge.identity, self.config.rules
+        )
+        ev.samples.append(Sample("", verdict, False, call.latency))
 
     # -- inline path ------------------------------------------------------------------------
     def call_sut(self, case: Case, sut: Callable[[Case], Any]) -> SutCall:
@@ -157,10 +159,7 @@ class Evaluator:
                     assert sut is not None
                     call = self.call_sut(case, sut)
                 if call.mode != "ok":
-                    verdict = system_error_verdict(
-                        case, call.mode, call.text, self.judge.identity, self.config.rules
-                    )
-                    ev.samples.append(Sample("", verdict, False, call.latency))
+                    self._sut_failed(ev, case, call)
                     continue
                 given = prejudged.get(index) if prejudged else None
                 if isinstance(given, JudgeError):
@@ -244,12 +243,14 @@ class Evaluator:
                     raw = await asyncio.wait_for(call, timeout=self.config.sut_timeout)
                     response = _as_text(raw)
                 except (asyncio.TimeoutError, TimeoutError):
-                    self._sut_failed(ev, case, "timeout", self._timeout_text(), t0)
+                    call = SutCall("timeout", self._timeout_text(), time.perf_counter() - t0)
+                    self._sut_failed(ev, case, call)
                     continue
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    self._sut_failed(ev, case, "system_error", _exc_text(exc), t0)
+                    call = SutCall("system_error", _exc_text(exc), time.perf_counter() - t0)
+                    self._sut_failed(ev, case, call)
                     continue
                 latency = time.perf_counter() - t0
                 key, result = await loop.run_in_executor(

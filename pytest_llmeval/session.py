@@ -182,7 +182,6 @@ class LLMEvalState:
                 EvaluatorConfig(
                     rules=self.rules,
                     repeat=self.settings.repeat,
-                    repeat_pass_fraction=self.settings.repeat_pass_fraction,
                     sut_timeout=self.settings.sut_timeout,
                     offline=self.settings.offline,
                     use_cache=not self.settings.no_cache,
