@@ -218,7 +218,9 @@ class RecordCollector:
         self.calls += int(record.get("judge_calls", 0))
         self.hits += int(record.get("cache_hits", 0))
         total = self.state.expected_cases
-        if not total or total < 20 or not self.calls or self.config.get_verbosity() < 0:
+        # only a cold cache makes a run slow enough to need progress: most verdicts computed now
+        cold = self.calls > self.hits
+        if not total or total < 20 or not cold or self.config.get_verbosity() < 0:
             return
         if self.done * 4 < self.next_mark * total:
             return
