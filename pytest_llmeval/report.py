@@ -97,7 +97,7 @@ def build_report(
             "k": settings["std_threshold"],
             "lower_bound": mean - settings["std_threshold"] * std,
         }
-    cost_usd = cost(usage) if cost is not None and usage.requests else None
+    cost_usd = cost(usage) if cost is not None else None
     summary = {
         "total": len(records),
         "passed": totals["passed"],

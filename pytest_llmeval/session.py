@@ -586,9 +586,11 @@ class LLMEvalState:
         return own + [p for p in self.worker_problems if p not in own]
 
     def _cost_estimator(self) -> Callable[[Usage], float | None] | None:
+        if self.judge.identity.name == "local":
+            return lambda usage: 0.0  # no API, nothing to pay
         estimate = getattr(self.judge, "estimate_cost", None)
         if not callable(estimate):
-            return None
+            return None  # a custom judge's cost is unknown, not zero
         if self.settings.batch:  # Message Batches are billed at the batch discount
             return lambda usage: estimate(usage, batch=True)
         return estimate  # type: ignore[no-any-return]
