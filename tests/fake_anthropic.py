@@ -483,6 +483,9 @@ class _Handler(BaseHTTPRequestHandler):
     server_fake: FakeAnthropic
     _pending: Recorded
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: without TCP_NODELAY, Nagle's algorithm and
+    # the client's delayed ACK can add ~40 ms to a response (an artefact of the fake server).
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # keep test output clean
