@@ -201,6 +201,12 @@ def run_pytest(project: Path, server_args: list[str], *args: str) -> Run:
     return Run(wall, summary, server[0] if server else "", tail)
 
 
+def request_span(server_line: str) -> float | None:
+    """Seconds between the first and the last judge request, from the fake server's summary."""
+    match = re.search(r"arrived over ([0-9.]+) s", server_line)
+    return float(match.group(1)) if match else None
+
+
 def count_429(server_line: str) -> int:
     match = re.search(r"429: (\d+)", server_line)
     return int(match.group(1)) if match else 0
@@ -252,8 +258,19 @@ def main(argv: list[str] | None = None) -> int:
                 f" (wall/ideal {run.wall / ideal:.2f}x raw,"
                 f" {(run.wall - base) / ideal:.2f}x excluding start-up); {run.server}"
             )
+        top = walls[args.concurrency]
+        span = request_span(top.server)
+        if span is not None:
+            # From the first judge request to the last verdict, plus the first case's SUT call:
+            # the part of the run the concurrency machinery is responsible for.
+            busy = args.sut_latency + span + args.judge_latency
+            print(
+                f"concurrency {args.concurrency}: judge requests arrived over {span:.2f} s;"
+                f" first SUT call to last verdict {busy:.2f} s ="
+                f" {busy / (args.cases * per_case / args.concurrency):.2f}x the ideal"
+                " (steady state, without start-up and the SDK import)"
+            )
         if 1 in walls:
-            top = walls[args.concurrency]
             print(
                 f"speed-up 1 -> {args.concurrency}: {walls[1].wall / top.wall:.1f}x raw,"
                 f" {(walls[1].wall - base) / (top.wall - base):.1f}x excluding start-up"

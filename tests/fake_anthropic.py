@@ -722,7 +722,14 @@ def main(argv: list[str] | None = None) -> int:
         by_status: dict[int, int] = {}
         for record in records:
             by_status[record.status] = by_status.get(record.status, 0) + 1
-        print(f"requests: {len(records)} by status: {by_status}", file=sys.stderr, flush=True)
+        arrivals = sorted(r.time for r in records if r.path == "/v1/messages")
+        span = arrivals[-1] - arrivals[0] if arrivals else 0.0
+        print(
+            f"requests: {len(records)} by status: {by_status}; message requests arrived over"
+            f" {span:.3f} s",
+            file=sys.stderr,
+            flush=True,
+        )
         fake.stop()
     return 0
 
