@@ -211,7 +211,7 @@ class LLMEvalState:
 
     def _choose_run_ahead(self, sut: Callable[[Case], Any]) -> bool:
         s = self.settings
-        if self.worker or s.concurrency <= 1:
+        if s.concurrency <= 1:
             return False
         local = self.judge.identity.name == "local"
         return not local or inspect.iscoroutinefunction(sut) or s.sut_concurrency > 1
@@ -328,17 +328,26 @@ class LLMEvalState:
             self._run_ahead = RunAhead(
                 self.evaluator, self.settings.concurrency, self.settings.sut_concurrency
             )
-        start = self.item_order.get(item.nodeid)
-        window = (
-            [item] if start is None else self.case_items[start : start + self.settings.concurrency]
-        )
-        for upcoming in window:
+        for upcoming in self._window(item):
             self._run_ahead.submit(upcoming.nodeid, upcoming.case, sut)
             if candidate is not None:
                 self._run_ahead.submit(upcoming.nodeid + _CANDIDATE, upcoming.case, candidate)
         main = self._run_ahead.result(item.nodeid)
         other = self._run_ahead.result(item.nodeid + _CANDIDATE) if candidate else None
         return main, other
+
+    def _window(self, item: CaseItem) -> list[CaseItem]:
+        """This item and the next case items this process will run, up to the concurrency."""
+        from pytest_llmeval.items import CaseItem
+
+        size = self.settings.concurrency
+        if self.worker:  # xdist decides what a worker runs next: ask it
+            from pytest_llmeval.xdist import upcoming_items
+
+            ahead = upcoming_items(self.config, size - 1)
+            return [item, *(i for i in ahead if isinstance(i, CaseItem))]
+        start = self.item_order.get(item.nodeid)
+        return [item] if start is None else self.case_items[start : start + size]
 
     def close(self) -> None:
         if self._run_ahead is not None:

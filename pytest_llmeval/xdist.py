@@ -15,6 +15,31 @@ if TYPE_CHECKING:
     from pytest_llmeval.session import LLMEvalState
 
 
+def upcoming_items(config: pytest.Config, limit: int) -> list[pytest.Item]:
+    """On a worker: the next items xdist has already assigned to it (at most ``limit``).
+
+    xdist keeps them in its worker's queue; reading it lets a worker evaluate cases ahead the
+    way a single process does. Anything unexpected in xdist's internals means "none known".
+    """
+    interactor = next(
+        (p for p in config.pluginmanager.get_plugins() if type(p).__name__ == "WorkerInteractor"),
+        None,
+    )
+    if interactor is None or limit <= 0:
+        return []
+    try:
+        items: list[pytest.Item] = interactor.session.items
+        indices: list[int] = []
+        following = interactor.nextitem_index
+        if isinstance(following, int):
+            indices.append(following)
+        with interactor.torun.lock() as queue:
+            indices.extend(i for i in list(queue)[:limit] if isinstance(i, int))
+        return [items[i] for i in indices[:limit]]
+    except (AttributeError, IndexError, TypeError):
+        return []
+
+
 def send_collection(config: pytest.Config, state: LLMEvalState) -> None:
     """On a worker: put what it collected into ``workeroutput`` (builtins only)."""
     output: dict[str, Any] = config.workeroutput  # type: ignore[attr-defined]

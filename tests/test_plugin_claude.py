@@ -734,3 +734,18 @@ def test_ctrl_c_stops_outstanding_judge_calls_promptly(claude: Claude) -> None:
     assert "Task was destroyed but it is pending" not in out
     assert not (claude.path / ".llmeval" / "baseline.json").exists()
     assert not (claude.path / ".llmeval" / "history.jsonl").exists()
+
+
+def test_xdist_workers_evaluate_ahead_too(claude: Claude) -> None:
+    """Under -n 2 each worker runs its queued cases ahead: many judge requests are in flight
+    at once, not one per worker."""
+    claude.fake.latency = 0.3
+    claude.setup({f"c{i}": good(f"c{i}") for i in range(24)})
+    result = claude.run("-n", "2", "--llmeval-concurrency", "4")
+    result.assert_outcomes(passed=24)
+    arrivals = sorted(r.time for r in claude.fake.message_requests())
+    assert len(arrivals) == 24
+    # one request per worker at a time would put at most 2 arrivals in any 0.25 s; run-ahead
+    # with 4 per worker starts up to 8 together
+    busiest = max(sum(1 for t in arrivals if start <= t < start + 0.25) for start in arrivals)
+    assert busiest > 2, arrivals
