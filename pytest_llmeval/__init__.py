@@ -16,6 +16,7 @@ from pytest_llmeval.judges.base import (
     Usage,
     Verdict,
 )
+from pytest_llmeval.runner import SutAnswer
 
 __all__ = [
     "Case",
@@ -27,6 +28,7 @@ __all__ = [
     "Message",
     "PairwiseJudge",
     "PairwiseResult",
+    "SutAnswer",
     "Usage",
     "Verdict",
 ]

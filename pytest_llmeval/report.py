@@ -121,7 +121,7 @@ def build_report(
         "cache_hits": sum(int(r.get("cache_hits", 0)) for r in records),
         "usage": usage.to_dict(),
         "cost_usd": cost_usd,
-        "sut_usage": None,
+        "sut_usage": _sut_usage(records),
         "history": hist_info,
         "full_run": full_run,
         "narrowed": list(narrowed),
@@ -191,7 +191,19 @@ _CASE_FIELDS = (
     "judge_calls",
     "cache_hits",
     "usage",
+    "sut_usage",
 )
+
+
+def _sut_usage(records: Sequence[Mapping[str, Any]]) -> dict[str, int] | None:
+    """Token usage the SUT reported (kept apart from the judge's), or None if it reported none."""
+    reported = [r["sut_usage"] for r in records if r.get("sut_usage")]
+    if not reported:
+        return None
+    total = Usage()
+    for item in reported:
+        total = total + Usage.from_dict(item)
+    return total.to_dict()
 
 
 def _repeat_view(records: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
@@ -245,6 +257,13 @@ def summary_lines(report: Mapping[str, Any], *, verbose: bool = False) -> list[s
             f"judge tokens: input {usage['input_tokens']}, output {usage['output_tokens']},"
             f" cache write {usage['cache_creation_input_tokens']},"
             f" cache read {usage['cache_read_input_tokens']}{cost}"
+        )
+    sut_usage = s.get("sut_usage")
+    if sut_usage:
+        out.append(
+            f"SUT tokens (reported by the system under test, not judge cost):"
+            f" input {sut_usage['input_tokens']}, output {sut_usage['output_tokens']}"
+            f" over {sut_usage['requests']} calls"
         )
     if s["checks_only"]:
         out.append(f"judged by checks alone (no ground_truth): {s['checks_only']}")

@@ -46,6 +46,20 @@ class SutCall:
     mode: str
     text: str
     latency: float
+    usage: Usage | None = None  # tokens the SUT reported for this call, if any
+
+
+@dataclass(frozen=True)
+class SutAnswer:
+    """What a SUT may return instead of a plain string, to report its own token usage.
+
+    ``usage`` takes a :class:`Usage`, or a mapping / object with ``input_tokens``,
+    ``output_tokens`` (and optionally the cache token counts), such as an SDK's usage object.
+    It is summed separately from the judge's usage.
+    """
+
+    text: str
+    usage: Any = None
 
 
 @dataclass
@@ -58,6 +72,7 @@ class Evaluation:
     usage: Usage = field(default_factory=Usage)
     judge_calls: int = 0
     cache_hits: int = 0
+    sut_usage: Usage | None = None
 
     @property
     def passes(self) -> int:
@@ -131,12 +146,13 @@ class Evaluator:
         """Call the SUT once; an exception or a timeout becomes a failed call, not a crash."""
         t0 = time.perf_counter()
         try:
-            text = self._call_sync(sut, case)
+            raw = self._call_sync(sut, case)
+            text = _as_text(raw)
         except TimeoutError:
             return SutCall("timeout", self._timeout_text(), time.perf_counter() - t0)
         except Exception as exc:
             return SutCall("system_error", _exc_text(exc), time.perf_counter() - t0)
-        return SutCall("ok", text, time.perf_counter() - t0)
+        return SutCall("ok", text, time.perf_counter() - t0, _sut_usage(raw))
 
     def evaluate(
         self,
@@ -161,6 +177,7 @@ class Evaluator:
                 if call.mode != "ok":
                     self._sut_failed(ev, case, call)
                     continue
+                _add_sut_usage(ev, call.usage)
                 given = prejudged.get(index) if prejudged else None
                 if isinstance(given, JudgeError):
                     raise given
@@ -200,9 +217,9 @@ class Evaluator:
     def _timeout_text(self) -> str:
         return f"the system under test did not answer within {self.config.sut_timeout:g} s"
 
-    def _call_sync(self, sut: Callable[[Case], Any], case: Case) -> str:
+    def _call_sync(self, sut: Callable[[Case], Any], case: Case) -> Any:
         if self.config.sut_timeout is None and not inspect.iscoroutinefunction(sut):
-            return _as_text(sut(case))
+            return sut(case)
         # A timeout needs the call off this thread; async SUTs need a loop. A daemon thread,
         # not an executor: a hung call must not hold up the next case (nor the exit).
         outcome: queue.SimpleQueue[tuple[bool, Any]] = queue.SimpleQueue()
@@ -220,7 +237,7 @@ class Evaluator:
             raise TimeoutError from None
         if not ok:
             raise value
-        return _as_text(value)
+        return value
 
     # -- async path -------------------------------------------------------------------------
     async def evaluate_async(
@@ -242,6 +259,7 @@ class Evaluator:
                         call = loop.run_in_executor(sut_executor, sut, case)
                     raw = await asyncio.wait_for(call, timeout=self.config.sut_timeout)
                     response = _as_text(raw)
+                    _add_sut_usage(ev, _sut_usage(raw))
                 except (asyncio.TimeoutError, TimeoutError):
                     call = SutCall("timeout", self._timeout_text(), time.perf_counter() - t0)
                     self._sut_failed(ev, case, call)
@@ -289,10 +307,38 @@ def _call_any(sut: Callable[[Case], Any], case: Case) -> Any:
 def _as_text(value: Any) -> str:
     if isinstance(value, str):
         return value
-    text = getattr(value, "text", None)  # objects carrying usage may expose .text
+    text = value.get("text") if isinstance(value, Mapping) else getattr(value, "text", None)
     if isinstance(text, str):
         return text
-    raise TypeError(f"the system under test returned {type(value).__name__}, expected str")
+    raise TypeError(
+        f"the system under test returned {type(value).__name__}; expected str or SutAnswer"
+    )
+
+
+def _sut_usage(value: Any) -> Usage | None:
+    """The token usage a SUT reported with its answer (None when it reported none)."""
+    raw = value.get("usage") if isinstance(value, Mapping) else getattr(value, "usage", None)
+    if raw is None or isinstance(value, str):
+        return None
+    if isinstance(raw, Usage):
+        return raw
+
+    def count(name: str) -> int:
+        item = raw.get(name) if isinstance(raw, Mapping) else getattr(raw, name, None)
+        return int(item) if isinstance(item, (int, float)) and not isinstance(item, bool) else 0
+
+    return Usage(
+        input_tokens=count("input_tokens"),
+        output_tokens=count("output_tokens"),
+        cache_creation_input_tokens=count("cache_creation_input_tokens"),
+        cache_read_input_tokens=count("cache_read_input_tokens"),
+        requests=1,
+    )
+
+
+def _add_sut_usage(ev: Evaluation, usage: Usage | None) -> None:
+    if usage is not None:
+        ev.sut_usage = usage if ev.sut_usage is None else ev.sut_usage + usage
 
 
 def _exc_text(exc: BaseException) -> str:

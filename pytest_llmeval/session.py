@@ -447,6 +447,7 @@ class LLMEvalState:
             "judge_calls": ev.judge_calls,
             "cache_hits": ev.cache_hits,
             "usage": ev.usage.to_dict(),
+            "sut_usage": ev.sut_usage.to_dict() if ev.sut_usage is not None else None,
         }
 
     def xfail_reason(self, record: dict[str, Any]) -> str:

@@ -336,3 +336,39 @@ def test_no_progress_lines_for_a_small_suite(project: Project) -> None:
     result = project.run()
     result.assert_outcomes(passed=19)
     assert progress_lines(result) == []
+
+
+def test_sut_token_usage_is_reported_apart_from_the_judge(
+    project: Project, run_args: tuple[str, ...]
+) -> None:
+    """A SUT that returns SutAnswer(text, usage) gets its own token line and JSON block."""
+    project.cases(FILE, [project.case("a"), project.case("b"), project.case("c")])
+    project.conftest(
+        extra="""
+from pytest_llmeval import SutAnswer
+
+@pytest.fixture(scope="session")
+def llmeval_sut():
+    def sut(case):
+        text = answer_for(case.id)
+        if case.id == "c":
+            return text  # a plain string reports no usage
+        return SutAnswer(text, usage={"input_tokens": 100, "output_tokens": 7})
+    return sut
+"""
+    )
+    project.answers({"a": project.GOOD, "b": project.GOOD, "c": project.GOOD})
+    result = project.run(*run_args, "--llmeval-report", "out.json")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(
+        [
+            "SUT tokens (reported by the system under test, not judge cost): input 200, output 14"
+            " over 2 calls"
+        ]
+    )
+    summary = json.loads((project.path / "out.json").read_text())["summary"]
+    assert summary["sut_usage"]["input_tokens"] == 200
+    assert summary["sut_usage"]["output_tokens"] == 14
+    assert summary["sut_usage"]["requests"] == 2
+    assert summary["usage"]["input_tokens"] == 0  # the local judge used no tokens
+    assert summary["cost_usd"] == 0.0
