@@ -59,8 +59,13 @@ def pytest_report_header(config: pytest.Config) -> str | None:
         return None
     base = state.baseline
     n_base = len(base.entries) if base else 0
+    judge = state.judge.identity.label()
+    if state.settings.judge == "auto":
+        judge += " (auto: " + (
+            "ANTHROPIC_API_KEY is set)" if "anthropic" in judge else "no ANTHROPIC_API_KEY)"
+        )
     return (
-        f"llmeval: judge {state.settings.judge}, baseline {n_base} cases,"
+        f"llmeval: judge {judge}, baseline {n_base} cases,"
         f" history {len(state.history)} runs, state in {state.settings.state_dir}"
     )
 
