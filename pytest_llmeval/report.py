@@ -38,7 +38,8 @@ def _wilson(k: int, n: int) -> list[float] | None:
 def _group(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     judged = [r for r in records if r["verdict"] != "error"]
     passed = sum(1 for r in judged if r["verdict"] == "pass")
-    scores = [r["score"] for r in judged if r["score"] is not None]
+    # a case judged by its checks alone has no quality score worth averaging
+    scores = [r["score"] for r in judged if r["score"] is not None and not r.get("checks_only")]
     return {
         "total": len(judged),
         "passed": passed,
@@ -157,6 +158,7 @@ def report_settings(settings: Settings, baseline_sha256: str | None) -> dict[str
         "flaky_alpha": settings.flaky_alpha,
         "shard": f"{settings.shard[0]}/{settings.shard[1]}" if settings.shard else None,
         "baseline_sha256": baseline_sha256,
+        "update_baseline": settings.update_baseline,
     }
 
 
@@ -309,6 +311,12 @@ def summary_lines(report: Mapping[str, Any], *, verbose: bool = False) -> list[s
         out.append(f"  {status} {g['name']}: {g['detail']}")
     if s["gate_passed"]:
         out.append("llmeval gate: PASSED")
+        new = s["new_failures"]
+        if new and not report["settings"].get("update_baseline"):
+            out.append(
+                f"the run still fails: {len(new)} new failing case(s) have no baseline entry;"
+                " fix them, or accept them with pytest --llmeval-update-baseline"
+            )
     else:
         failed = [g["name"] for g in s["gates"] if not g["passed"]]
         out.append(f"llmeval gate: FAILED ({', '.join(failed)})")
@@ -357,7 +365,9 @@ def render_case_failure(record: Mapping[str, Any]) -> str:
         lines.append(f"rubric:    {_clip(record['rubric'])}")
     lines.append(f"response:  {_clip(record['response']) or '(empty)'}")
     score = record.get("score")
-    if score is not None:
+    if record.get("checks_only"):
+        lines.append("score:     n/a (no ground_truth: judged by its checks alone)")
+    elif score is not None:
         lines.append(f"score:     {score:.3f} (threshold {record['threshold']:.2f})")
     if record.get("samples", 1) > 1:
         lines.append(f"samples:   {record['passes']}/{record['samples']} passed")
