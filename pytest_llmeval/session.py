@@ -80,7 +80,7 @@ class LLMEvalState:
         self.config = config
         self.settings: Settings = settings_from_config(config)
         self.worker = is_worker(config)
-        self.root = Path(str(config.inipath.parent)) if config.inipath else config.rootpath
+        self.root = Path(config.rootpath)  # node ids (and baseline keys) are relative to it
         self.rules = RuleSettings(
             min_words=self.settings.min_words,
             max_words=self.settings.max_words,
