@@ -7,7 +7,8 @@ Scenario 1 (speed-up). ``--cases`` (200) cases; the SUT is synchronous and sleep
 calls overlap in threads; the fake judge answers after ``--judge-latency`` (200 ms). The
 standalone fake server (``tests/fake_anthropic.py``) runs in its own process; pytest runs in a
 subprocess with ``-p no:cacheprovider --llmeval-no-cache`` (every case is judged) at
-``--llmeval-concurrency`` 1 and 16. Each run's raw wall time is printed, and the wall time minus
+``--llmeval-concurrency`` 1 and 16 (16: best of ``--repeat`` runs, 3 by default, like the other
+benchmarks; all runs are printed). Each run's raw wall time is printed, and the wall time minus
 pytest's start-up (the best wall time of ``pytest --collect-only`` on the same project: Python,
 pytest, the plugin and collection). ``import anthropic`` happens at the first judgement, so it
 stays inside "wall minus start-up"; its own cost is printed for reference. The ideal is
@@ -222,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rpm", type=int, default=300)
     parser.add_argument("--rpm-window", type=float, default=10.0)
     parser.add_argument("--skip-sequential", action="store_true", help="no concurrency-1 run")
+    parser.add_argument("--repeat", type=int, default=3, help="runs at the top concurrency")
     parser.add_argument(
         "--listen-backlog", type=int, default=128, help="fake server's TCP listen backlog"
     )
@@ -246,10 +248,19 @@ def main(argv: list[str] | None = None) -> int:
         walls: dict[int, Run] = {}
         levels = [args.concurrency] if args.skip_sequential else [1, args.concurrency]
         for level in levels:
-            run = run_pytest(speed, latency, "--llmeval-concurrency", str(level))
-            s = run.summary
-            if s["passed"] != args.cases or s["errors"] or s["judge_calls"] != args.cases:
-                raise RuntimeError(f"concurrency {level}: not every case judged: {run.tail}")
+            # the sequential run takes a minute and varies little: one run; the concurrent one
+            # is short and sensitive to the shared machine: best of --repeat, like the others
+            runs = []
+            for _ in range(1 if level == 1 else args.repeat):
+                one = run_pytest(speed, latency, "--llmeval-concurrency", str(level))
+                s = one.summary
+                if s["passed"] != args.cases or s["errors"] or s["judge_calls"] != args.cases:
+                    raise RuntimeError(f"concurrency {level}: not every case judged: {one.tail}")
+                runs.append(one)
+            run = min(runs, key=lambda r: r.wall)
+            if len(runs) > 1:
+                walls_text = ", ".join(f"{r.wall:.2f}" for r in runs)
+                print(f"concurrency {level:>2}: runs {walls_text} s; best counts")
             walls[level] = run
             ideal = args.cases * per_case / level
             print(

@@ -246,7 +246,13 @@ class Evaluator:
         sut: Callable[[Case], Any],
         sut_executor: concurrent.futures.Executor,
         io_executor: concurrent.futures.Executor,
+        *,
+        judge_gate: asyncio.Event | None = None,
+        judge_slots: asyncio.Semaphore | None = None,
     ) -> Evaluation:
+        """The pipeline on an event loop. The SUT may run as soon as the case is submitted;
+        a judge call waits for ``judge_gate`` (the case entered the judging window) and takes
+        one of ``judge_slots``, so SUT calls of later cases overlap with judging."""
         loop = asyncio.get_running_loop()
         ev = Evaluation(case)
         try:
@@ -277,12 +283,15 @@ class Evaluator:
                 cached = result is not None
                 if result is None:
                     self._miss_allowed()
-                    if self._ascore is not None:
-                        result = await self._ascore(case, response)
-                    else:
-                        result = await loop.run_in_executor(
-                            io_executor, self.judge.score, case, response
-                        )
+                    if judge_gate is not None:
+                        await judge_gate.wait()
+                    async with judge_slots or contextlib.nullcontext():
+                        if self._ascore is not None:
+                            result = await self._ascore(case, response)
+                        else:
+                            result = await loop.run_in_executor(
+                                io_executor, self.judge.score, case, response
+                            )
                     if self.cache is not None:
                         await loop.run_in_executor(io_executor, self.cache.put, key, result)
                 assert result is not None
@@ -346,7 +355,13 @@ def _exc_text(exc: BaseException) -> str:
 
 
 class RunAhead:
-    """Evaluates upcoming cases on a background event loop, at most ``concurrency`` at once."""
+    """Evaluates upcoming cases on a background event loop.
+
+    A case is *submitted* (its SUT calls may start, bounded by the SUT pool) and later *opened*
+    for judging; at most ``concurrency`` judge calls run at once. The caller submits a window
+    of upcoming cases and opens the first ``concurrency`` of them, so the SUT work of the next
+    cases overlaps with the judging of the current ones.
+    """
 
     def __init__(self, evaluator: Evaluator, concurrency: int, sut_concurrency: int) -> None:
         self.evaluator = evaluator
@@ -362,22 +377,42 @@ class RunAhead:
         self._io_pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=concurrency, thread_name_prefix="llmeval-judge"
         )
-        self._semaphore: asyncio.Semaphore | None = None
+        self._judge_slots = asyncio.Semaphore(concurrency)  # binds to the loop on first use
+        self._gates: dict[str, asyncio.Event] = {}
         self.futures: dict[str, concurrent.futures.Future[Evaluation]] = {}
 
-    async def _guarded(self, case: Case, sut: Callable[[Case], Any]) -> Evaluation:
-        if self._semaphore is None:
-            self._semaphore = asyncio.Semaphore(self.concurrency)
-        async with self._semaphore:
-            return await self.evaluator.evaluate_async(case, sut, self._sut_pool, self._io_pool)
+    async def _run(self, case: Case, sut: Callable[[Case], Any], gate: asyncio.Event) -> Evaluation:
+        return await self.evaluator.evaluate_async(
+            case,
+            sut,
+            self._sut_pool,
+            self._io_pool,
+            judge_gate=gate,
+            judge_slots=self._judge_slots,
+        )
 
-    def submit(self, key: str, case: Case, sut: Callable[[Case], Any]) -> None:
-        if key not in self.futures:
-            self.futures[key] = asyncio.run_coroutine_threadsafe(
-                self._guarded(case, sut), self._loop
-            )
+    def submit(
+        self, key: str, case: Case, sut: Callable[[Case], Any], *, judge: bool = True
+    ) -> None:
+        """Start ``case`` (once); ``judge`` opens it for judging now, else :meth:`open` later."""
+        if key in self.futures:
+            if judge:
+                self.open(key)
+            return
+        gate = asyncio.Event()
+        if judge:
+            gate.set()  # not yet seen by the loop: setting it here is safe
+        self._gates[key] = gate
+        self.futures[key] = asyncio.run_coroutine_threadsafe(self._run(case, sut, gate), self._loop)
+
+    def open(self, key: str) -> None:
+        gate = self._gates.get(key)
+        if gate is not None and not gate.is_set():
+            self._loop.call_soon_threadsafe(gate.set)
 
     def result(self, key: str) -> Evaluation:
+        self.open(key)
+        self._gates.pop(key, None)
         future = self.futures.pop(key)
         while True:
             try:  # a short timeout keeps the main thread responsive to Ctrl-C
@@ -388,6 +423,7 @@ class RunAhead:
     def close(self) -> None:
         """Cancel outstanding work promptly, release async clients and stop the loop."""
         self.futures.clear()
+        self._gates.clear()
         done = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
         # closing is best effort: the run's results are already in
         with contextlib.suppress(Exception):

@@ -328,19 +328,23 @@ class LLMEvalState:
             self._run_ahead = RunAhead(
                 self.evaluator, self.settings.concurrency, self.settings.sut_concurrency
             )
-        for upcoming in self._window(item):
-            self._run_ahead.submit(upcoming.nodeid, upcoming.case, sut)
+        # the next `concurrency` cases are judged; the `concurrency` after them may already
+        # call the SUT, so their answers are ready when a judging slot frees
+        size = self.settings.concurrency
+        for position, upcoming in enumerate(self._window(item, 2 * size)):
+            judge = position < size
+            self._run_ahead.submit(upcoming.nodeid, upcoming.case, sut, judge=judge)
             if candidate is not None:
-                self._run_ahead.submit(upcoming.nodeid + _CANDIDATE, upcoming.case, candidate)
+                key = upcoming.nodeid + _CANDIDATE
+                self._run_ahead.submit(key, upcoming.case, candidate, judge=judge)
         main = self._run_ahead.result(item.nodeid)
         other = self._run_ahead.result(item.nodeid + _CANDIDATE) if candidate else None
         return main, other
 
-    def _window(self, item: CaseItem) -> list[CaseItem]:
-        """This item and the next case items this process will run, up to the concurrency."""
+    def _window(self, item: CaseItem, size: int) -> list[CaseItem]:
+        """This item and the next case items this process will run, ``size`` at most."""
         from pytest_llmeval.items import CaseItem
 
-        size = self.settings.concurrency
         if self.worker:  # xdist decides what a worker runs next: ask it
             from pytest_llmeval.xdist import upcoming_items
 
