@@ -749,3 +749,35 @@ def test_xdist_workers_evaluate_ahead_too(claude: Claude) -> None:
     # with 4 per worker starts up to 8 together
     busiest = max(sum(1 for t in arrivals if start <= t < start + 0.25) for start in arrivals)
     assert busiest > 2, arrivals
+
+
+def test_sut_answers_next_cases_while_judging(claude: Claude) -> None:
+    """With 2 judge slots, the SUT already answers cases 3 and 4 while cases 1 and 2 are judged:
+    their answers are ready when a slot frees."""
+    claude.ini(llmeval_concurrency="2", llmeval_sut_concurrency="4")
+    claude.fake.latency = 0.5
+    ids = ["c0", "c1", "c2", "c3"]
+    claude.setup({cid: good(cid) for cid in ids})
+    claude.project.conftest(
+        extra="""
+import time
+
+CALLS = pathlib.Path(__file__).with_name("sut_calls.jsonl")
+
+@pytest.fixture(scope="session")
+def llmeval_sut():
+    def sut(case):
+        with CALLS.open("a") as fh:
+            fh.write(json.dumps([case.id, time.monotonic()]) + "\\n")
+        return answer_for(case.id)
+    return sut
+"""
+    )
+    result = claude.run()
+    result.assert_outcomes(passed=4)
+    called = dict(
+        json.loads(line) for line in (claude.path / "sut_calls.jsonl").read_text().splitlines()
+    )
+    arrivals = sorted(r.time for r in claude.fake.message_requests())
+    first_verdict = arrivals[0] + 0.5  # the fake answers each request after 0.5 s
+    assert called["c2"] < first_verdict and called["c3"] < first_verdict, (called, arrivals)
