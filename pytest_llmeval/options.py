@@ -28,7 +28,7 @@ _INI: dict[str, tuple[str, Any, str]] = {
     "llmeval_max_words": ("string", "600", "more words than this is 'too_long'"),
     "llmeval_sut_timeout": ("string", "", "per-case SUT timeout, seconds"),
     "llmeval_sut_concurrency": ("string", "1", "parallel calls of a sync SUT"),
-    "llmeval_concurrency": ("string", "8", "cases judged ahead concurrently"),
+    "llmeval_concurrency": ("string", "8", "judge calls at once, for cases evaluated ahead"),
     "llmeval_max_regressions": ("string", "0", "regressions allowed before the run fails"),
     "llmeval_min_pass_rate": ("string", "", "fail the run below this pass rate"),
     "llmeval_std_threshold": ("string", "2.0", "history gate: k in mean - k*std"),
@@ -71,7 +71,7 @@ def register(parser: pytest.Parser) -> None:
         metavar="PATH",
         help="write a report: .json, .html or .md (repeatable)",
     )
-    group.addoption("--llmeval-concurrency", type=int, metavar="N", help="cases judged ahead")
+    group.addoption("--llmeval-concurrency", type=int, metavar="N", help="judge calls at once")
     group.addoption("--llmeval-batch", action="store_true", help="judge via Message Batches")
     group.addoption("--llmeval-repeat", type=int, metavar="N", help="SUT samples per case")
     group.addoption("--llmeval-compare-sut", metavar="MODULE:ATTR", help="candidate SUT to compare")
