@@ -104,7 +104,9 @@ class Evaluator:
 
     # -- pieces shared by both paths -------------------------------------------------------
     def _checks_only(self, case: Case) -> bool:
-        return case.ground_truth is None and self.judge.identity.name == "local"
+        # a reference-based judge without a reference leaves the verdict to the case's checks
+        without_reference = getattr(self.judge, "checks_only_without_ground_truth", False)
+        return case.ground_truth is None and bool(without_reference)
 
     def _lookup(self, case: Case, response: str, index: int) -> tuple[str, JudgeResult | None]:
         key = cache_key(self.judge.identity, case, response, index)

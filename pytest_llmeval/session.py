@@ -19,6 +19,7 @@ from pytest_llmeval.cases import Case
 from pytest_llmeval.checks import RuleSettings
 from pytest_llmeval.judges import import_object, load_judge
 from pytest_llmeval.judges.base import Judge, Usage
+from pytest_llmeval.judges.similarity import SimilarityJudge
 from pytest_llmeval.options import Settings, settings_from_config
 from pytest_llmeval.runner import (
     Evaluation,
@@ -213,8 +214,9 @@ class LLMEvalState:
         s = self.settings
         if s.concurrency <= 1:
             return False
-        local = self.judge.identity.name == "local"
-        return not local or inspect.iscoroutinefunction(sut) or s.sut_concurrency > 1
+        # the built-in judge is fast and offline: only a slow SUT gains from running ahead
+        builtin = isinstance(self.judge, SimilarityJudge)
+        return not builtin or inspect.iscoroutinefunction(sut) or s.sut_concurrency > 1
 
     def _import_spec(self, spec: str | None, option: str) -> Callable[[Case], Any] | None:
         """Import ``module:attr`` now, so a typo is a usage error, not an error per case."""
@@ -600,8 +602,6 @@ class LLMEvalState:
         return own + [p for p in self.worker_problems if p not in own]
 
     def _cost_estimator(self) -> Callable[[Usage], float | None] | None:
-        if self.judge.identity.name == "local":
-            return lambda usage: 0.0  # no API, nothing to pay
         estimate = getattr(self.judge, "estimate_cost", None)
         if not callable(estimate):
             return None  # a custom judge's cost is unknown, not zero

@@ -293,8 +293,16 @@ def proportion_ci(
 # ---------------------------------------------------------------------------
 
 
+class _Result:
+    """Base of the result dataclasses: ``to_dict()`` gives plain, JSON-safe builtins."""
+
+    def to_dict(self) -> dict[str, Any]:
+        result: dict[str, Any] = _json_safe(dataclasses.asdict(self))  # type: ignore[call-overload]
+        return result
+
+
 @dataclass(frozen=True)
-class TwoProportionResult:
+class TwoProportionResult(_Result):
     """Two-proportion z-test of arm 2 against arm 1.
 
     ``diff = p2 - p1`` with its Newcombe interval ``[ci_low, ci_high]`` at ``ci_level``;
@@ -317,10 +325,6 @@ class TwoProportionResult:
     def significant(self, alpha: float = 0.05) -> bool:
         """Whether the null is rejected at level ``alpha`` (``p_value <= alpha``)."""
         return self.p_value <= _open_unit("alpha", alpha)
-
-    def to_dict(self) -> dict[str, Any]:
-        result: dict[str, Any] = _json_safe(dataclasses.asdict(self))
-        return result
 
 
 def _two_proportion(
@@ -419,7 +423,7 @@ def binomial_drop_test(
 
 
 @dataclass(frozen=True)
-class McNemarResult:
+class McNemarResult(_Result):
     """McNemar's test on the discordant pairs of a paired pass/fail comparison.
 
     ``b`` passed before and fails now (regressions), ``c`` failed before and passes now
@@ -432,10 +436,6 @@ class McNemarResult:
     statistic: float
     p_value: float
     exact: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        result: dict[str, Any] = _json_safe(dataclasses.asdict(self))
-        return result
 
 
 def _binomial_two_sided_half(k: int, n: int) -> float:
@@ -490,7 +490,7 @@ def sign_test(wins: int, losses: int) -> float:
 
 
 @dataclass(frozen=True)
-class FisherResult:
+class FisherResult(_Result):
     """Fisher's exact test on a 2x2 table.
 
     ``odds_ratio`` is the table's sample odds ratio ``(a·d)/(b·c)`` (may be ``inf`` or ``nan``;
@@ -501,10 +501,6 @@ class FisherResult:
     odds_ratio: float
     p_value: float
     alternative: str
-
-    def to_dict(self) -> dict[str, Any]:
-        result: dict[str, Any] = _json_safe(dataclasses.asdict(self))
-        return result
 
 
 @overload
@@ -584,7 +580,7 @@ def repeat_drop_test(base_passes: int, base_n: int, now_passes: int, now_n: int)
 
 
 @dataclass(frozen=True)
-class SRMResult:
+class SRMResult(_Result):
     """Chi-square goodness-of-fit of the observed arm sizes to the planned split."""
 
     observed: tuple[int, ...]
@@ -595,10 +591,6 @@ class SRMResult:
     p_value: float
     threshold: float
     mismatch: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        result: dict[str, Any] = _json_safe(dataclasses.asdict(self))
-        return result
 
 
 def srm_check(
@@ -719,7 +711,7 @@ def assign_variant(
 
 
 @dataclass(frozen=True)
-class GuardrailResult:
+class GuardrailResult(_Result):
     """One guardrail metric: one-sided test that the treatment is worse."""
 
     name: str
@@ -729,13 +721,9 @@ class GuardrailResult:
     test: TwoProportionResult
     worse: bool
 
-    def to_dict(self) -> dict[str, Any]:
-        result: dict[str, Any] = _json_safe(dataclasses.asdict(self))
-        return result
-
 
 @dataclass(frozen=True)
-class ExperimentAnalysis:
+class ExperimentAnalysis(_Result):
     """The outcome of :func:`analyze_experiment`.
 
     ``mde_absolute`` is the smallest worthwhile improvement in rate points (``None`` without an
@@ -758,10 +746,6 @@ class ExperimentAnalysis:
     guardrails: tuple[GuardrailResult, ...]
     recommendation: Recommendation
     reasons: tuple[str, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        result: dict[str, Any] = _json_safe(dataclasses.asdict(self))
-        return result
 
 
 def _arm_rate(arm: Mapping[str, Any], arm_name: str, metric: str) -> tuple[int, float]:

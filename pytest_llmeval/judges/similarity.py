@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from pytest_llmeval.judges.base import JudgeIdentity, JudgeResult
+from pytest_llmeval.judges.base import JudgeIdentity, JudgeResult, Usage
 
 if TYPE_CHECKING:
     from pytest_llmeval.cases import Case
@@ -157,6 +157,12 @@ class SimilarityJudge:
     identity: JudgeIdentity = field(
         default_factory=lambda: JudgeIdentity(name="local", prompt_version=PROMPT_VERSION)
     )
+    network: bool = False  # fast and offline: the plugin judges inline, no run-ahead needed
+    checks_only_without_ground_truth: bool = True
+
+    def estimate_cost(self, usage: Usage, *, batch: bool = False) -> float:
+        """No API is called: judging is free."""
+        return 0.0
 
     def score(self, case: Case, response: str) -> JudgeResult:
         if case.ground_truth is None:
