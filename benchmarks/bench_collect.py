@@ -76,9 +76,10 @@ def timings(project: Path, expected: int, repeat: int) -> list[float]:
     return [collect_seconds(project, expected) for _ in range(repeat)]
 
 
-def describe(name: str, runs: list[float]) -> str:
+def describe(name: str, runs: list[float], width: int = 28) -> str:
+    """One figure line: best and median of the runs (the best counts), then every run."""
     return (
-        f"{name:<28} best {min(runs):7.2f} s   median {statistics.median(runs):7.2f} s   "
+        f"{name:<{width}} best {min(runs):7.2f} s   median {statistics.median(runs):7.2f} s   "
         f"runs: {', '.join(f'{r:.2f}' for r in runs)}"
     )
 

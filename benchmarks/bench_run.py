@@ -14,12 +14,13 @@ import argparse
 import json
 import os
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench_collect import describe  # the script's folder is on sys.path
 
 TARGET_RATIO = 1.5
 
@@ -87,13 +88,6 @@ def run_seconds(project: Path, expected: int, *extra: str) -> tuple[float, str]:
     return elapsed, done.stdout
 
 
-def describe(name: str, runs: list[float]) -> str:
-    return (
-        f"{name:<34} best {min(runs):7.2f} s   median {statistics.median(runs):7.2f} s   "
-        f"runs: {', '.join(f'{r:.2f}' for r in runs)}"
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=10_000, help="cases / tests per project")
@@ -109,7 +103,7 @@ def main() -> None:
 
         run_seconds(python, args.cases)
         python_runs = [run_seconds(python, args.cases)[0] for _ in range(args.repeat)]
-        print(describe("parametrized Python tests", python_runs))
+        print(describe("parametrized Python tests", python_runs, 34))
 
         warm, _ = run_seconds(jsonl, args.cases, "--llmeval-update-baseline")
         print(f"{'JSONL warm-up (judge + baseline)':<34} {warm:7.2f} s")
@@ -121,7 +115,7 @@ def main() -> None:
             if hits is None or int(hits.group(1)) != args.cases:
                 found = hits.group(0) if hits else "no 'cache hits' in the summary"
                 print(f"warning: expected {args.cases} cache hits, got: {found}")
-        print(describe("JSONL cases, cached verdicts", jsonl_runs))
+        print(describe("JSONL cases, cached verdicts", jsonl_runs, 34))
         print(f"load after: {os.getloadavg()}")
     ratio = min(jsonl_runs) / min(python_runs)
     verdict = "OK" if ratio <= TARGET_RATIO else "ABOVE TARGET"
