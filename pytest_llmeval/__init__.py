@@ -5,7 +5,8 @@ Public API. Importing this package registers no hooks and imports no SDK.
 
 from __future__ import annotations
 
-from pytest_llmeval.cases import Case, CaseError, Message
+from pytest_llmeval.core.cases import Case, CaseError, Message
+from pytest_llmeval.engine.runner import SutAnswer
 from pytest_llmeval.judges.base import (
     Judge,
     JudgeError,
@@ -16,7 +17,6 @@ from pytest_llmeval.judges.base import (
     Usage,
     Verdict,
 )
-from pytest_llmeval.runner import SutAnswer
 
 __all__ = [
     "Case",

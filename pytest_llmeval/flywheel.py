@@ -16,7 +16,7 @@ One cycle (``llmeval flywheel`` or :func:`run_flywheel`):
    (:func:`pytest_llmeval.judges.similarity.normalize`); a near duplicate has
    ``min(similarity(a, b), similarity(b, a)) >= threshold`` (default 0.9; both directions,
    because the similarity is recall-weighted and a short text is "contained" in a long one).
-4. **Append** valid cases (checked with :func:`pytest_llmeval.cases.validate_case_dict`) to the
+4. **Append** valid cases (checked with :func:`pytest_llmeval.core.cases.validate_case_dict`) to the
    output file atomically: the existing bytes are kept exactly, the new lines are appended, the
    whole file is written to a temporary file beside it and moved into place with
    ``os.replace``. Existing lines are never rewritten.
@@ -480,7 +480,7 @@ def run_flywheel(
 
     Deterministic for a given store, window, ``seed`` and set of case files.
     """
-    from pytest_llmeval.cases import CaseError, validate_case_dict
+    from pytest_llmeval.core.cases import CaseError, validate_case_dict
 
     if not 0.0 < similarity_threshold <= 1.0:
         raise ValueError(f"similarity threshold must be in (0, 1], got {similarity_threshold}")

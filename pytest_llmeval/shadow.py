@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pytest_llmeval.cases import Case, Message, content_id
+from pytest_llmeval.core.cases import Case, Message, content_id
 from pytest_llmeval.judges.base import PairwiseJudge, PairwiseResult
 from pytest_llmeval.online import EventStore, Window, wilson_ci
 
@@ -240,7 +240,7 @@ class ShadowEvaluator:
     """Runs a production and a shadow system on the same questions and compares them.
 
     ``production_sut``/``shadow_sut`` are callables (sync or async) taking a
-    :class:`~pytest_llmeval.cases.Case` (or the question text with ``call_with="question"``,
+    :class:`~pytest_llmeval.core.cases.Case` (or the question text with ``call_with="question"``,
     as in the seed) and returning the answer text. ``judge`` is a
     :class:`~pytest_llmeval.judges.base.PairwiseJudge`; it sees production as response A.
 
@@ -387,8 +387,8 @@ def items_from_store(
 
 def items_from_cases(path: str | os.PathLike[str]) -> list[ShadowItem]:
     """Every case of a JSONL case file (validated by the case loader; the first bad line
-    raises :class:`~pytest_llmeval.cases.CaseError`)."""
-    from pytest_llmeval.cases import CaseError, iter_cases
+    raises :class:`~pytest_llmeval.core.cases.CaseError`)."""
+    from pytest_llmeval.core.cases import CaseError, iter_cases
 
     name = os.fspath(path)
     with open(name, "rb") as handle:

@@ -239,12 +239,12 @@ def _preloaded_modules() -> None:
         "execnet",
         "xdist.dsession",
         "xdist.looponfail",
-        "pytest_llmeval.runner",
-        "pytest_llmeval.report",
+        "pytest_llmeval.engine.runner",
+        "pytest_llmeval.reports.model",
         "pytest_llmeval.stats",
         "pytest_llmeval.judges.similarity",
-        "pytest_llmeval.xdist",
-        "pytest_llmeval.report_markdown",
+        "pytest_llmeval.plugin.xdist",
+        "pytest_llmeval.reports.markdown",
     ):
         importlib.import_module(name)
 

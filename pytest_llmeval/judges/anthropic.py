@@ -58,7 +58,7 @@ from pytest_llmeval.judges.base import (
 if TYPE_CHECKING:
     from anthropic import Anthropic, AsyncAnthropic
 
-    from pytest_llmeval.cases import Case
+    from pytest_llmeval.core.cases import Case
 
 T = TypeVar("T")
 

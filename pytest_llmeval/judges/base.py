@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from pytest_llmeval.cases import Case
+    from pytest_llmeval.core.cases import Case
 
 
 class JudgeError(Exception):

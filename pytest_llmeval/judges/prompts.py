@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from pytest_llmeval.cases import Case, Message
+    from pytest_llmeval.core.cases import Case, Message
 
 PROMPT_VERSION = "claude-judge-1"
 """Identity of the prompts and schemas below (part of the cache key and the baseline)."""

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from pytest_llmeval.judges.base import JudgeIdentity, JudgeResult, Usage
 
 if TYPE_CHECKING:
-    from pytest_llmeval.cases import Case
+    from pytest_llmeval.core.cases import Case
 
 PROMPT_VERSION = "sim-1"
 

@@ -1,0 +1,1 @@
+"""The pure domain: cases, checks, case results and gate decisions. No pytest, no I/O."""

@@ -1,0 +1,447 @@
+"""Runs the system under test and the judge for cases, with the judge cache.
+
+Two paths share one pipeline:
+- :meth:`Evaluator.evaluate` runs a case inline (the local judge with a sync SUT: nothing to
+  overlap, so no thread hand-offs).
+- :class:`RunAhead` runs the pipeline for upcoming cases on a background event loop with bounded
+  concurrency, so network-bound SUT and judge calls overlap while pytest still reports items one
+  at a time, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import hashlib
+import inspect
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_llmeval.core.cases import Case
+from pytest_llmeval.core.checks import RuleSettings, finalize, system_error_verdict
+from pytest_llmeval.engine.cache import JudgeCache, cache_key
+from pytest_llmeval.judges import is_network_judge
+from pytest_llmeval.judges.base import Judge, JudgeError, JudgeResult, Usage, Verdict
+
+
+@dataclass
+class Sample:
+    """One SUT call and its verdict."""
+
+    response: str
+    verdict: Verdict
+    cached: bool
+    latency_s: float
+
+
+@dataclass(frozen=True)
+class SutCall:
+    """One call of the system under test: ``mode`` is ok, system_error or timeout."""
+
+    mode: str
+    text: str
+    latency: float
+    usage: Usage | None = None  # tokens the SUT reported for this call, if any
+
+
+@dataclass(frozen=True)
+class SutAnswer:
+    """What a SUT may return instead of a plain string, to report its own token usage.
+
+    ``usage`` takes a :class:`Usage`, or a mapping / object with ``input_tokens``,
+    ``output_tokens`` (and optionally the cache token counts), such as an SDK's usage object.
+    It is summed separately from the judge's usage.
+    """
+
+    text: str
+    usage: Any = None
+
+
+@dataclass
+class Evaluation:
+    """Everything learnt about one case in this run."""
+
+    case: Case
+    samples: list[Sample] = field(default_factory=list)
+    error: str | None = None  # the judge could not answer: an ERROR, never a verdict
+    usage: Usage = field(default_factory=Usage)
+    judge_calls: int = 0
+    cache_hits: int = 0
+    sut_usage: Usage | None = None
+
+    @property
+    def passes(self) -> int:
+        return sum(1 for s in self.samples if s.verdict.passed)
+
+
+def response_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class EvaluatorConfig:
+    rules: RuleSettings
+    repeat: int = 1
+    sut_timeout: float | None = None
+    offline: bool = False
+    use_cache: bool = True
+
+
+class Evaluator:
+    """SUT -> cache -> judge -> checks for one case, sync or async."""
+
+    def __init__(self, judge: Judge, cache: JudgeCache | None, config: EvaluatorConfig) -> None:
+        self.judge = judge
+        self.cache = cache if config.use_cache else None
+        self.config = config
+        self.network = is_network_judge(judge)
+        self._ascore = getattr(judge, "ascore", None)
+
+    # -- pieces shared by both paths -------------------------------------------------------
+    def _checks_only(self, case: Case) -> bool:
+        # a reference-based judge without a reference leaves the verdict to the case's checks
+        without_reference = getattr(self.judge, "checks_only_without_ground_truth", False)
+        return case.ground_truth is None and bool(without_reference)
+
+    def _lookup(self, case: Case, response: str, index: int) -> tuple[str, JudgeResult | None]:
+        key = cache_key(self.judge.identity, case, response, index)
+        return key, (self.cache.get(key) if self.cache is not None else None)
+
+    def _miss_allowed(self) -> None:
+        if self.config.offline and self.network:
+            raise JudgeError(
+                "--llmeval-offline: no cached verdict for this response and the judge"
+                " needs the network; run once online to fill the cache"
+            )
+
+    def _finish(self, ev: Evaluation, case: Case, response: str, result: JudgeResult,
+                cached: bool, latency: float) -> None:  # fmt: skip
+        verdict = finalize(
+            case,
+            response,
+            result,
+            self.judge.identity,
+            self.config.rules,
+            checks_only=self._checks_only(case),
+        )
+        ev.samples.append(Sample(response, verdict, cached, latency))
+        if cached:
+            ev.cache_hits += 1
+        else:
+            ev.judge_calls += 1
+            ev.usage = ev.usage + result.usage
+
+    def _sut_failed(self, ev: Evaluation, case: Case, call: SutCall) -> None:
+        """A SUT that raised or timed out: a failed verdict, never sent to the judge."""
+        verdict = system_error_verdict(
+            case, call.mode, call.text, self.judge.identity, self.config.rules
+        )
+        ev.samples.append(Sample("", verdict, False, call.latency))
+
+    # -- inline path ------------------------------------------------------------------------
+    def call_sut(self, case: Case, sut: Callable[[Case], Any]) -> SutCall:
+        """Call the SUT once; an exception or a timeout becomes a failed call, not a crash."""
+        t0 = time.perf_counter()
+        try:
+            raw = self._call_sync(sut, case)
+            text = _as_text(raw)
+        except TimeoutError:
+            return SutCall("timeout", self._timeout_text(), time.perf_counter() - t0)
+        except Exception as exc:
+            return SutCall("system_error", _exc_text(exc), time.perf_counter() - t0)
+        return SutCall("ok", text, time.perf_counter() - t0, _sut_usage(raw))
+
+    def evaluate(
+        self,
+        case: Case,
+        sut: Callable[[Case], Any] | None,
+        *,
+        calls: Sequence[SutCall] | None = None,
+        prejudged: Mapping[int, JudgeResult | JudgeError] | None = None,
+    ) -> Evaluation:
+        """Evaluate ``case``: call the SUT (or use ``calls`` made earlier) and judge each sample.
+
+        ``prejudged`` holds judgements made elsewhere (Message Batches), by sample index.
+        """
+        ev = Evaluation(case)
+        try:
+            for index in range(self.config.repeat):
+                if calls is not None:
+                    call = calls[index]
+                else:
+                    assert sut is not None
+                    call = self.call_sut(case, sut)
+                if call.mode != "ok":
+                    self._sut_failed(ev, case, call)
+                    continue
+                _add_sut_usage(ev, call.usage)
+                given = prejudged.get(index) if prejudged else None
+                if isinstance(given, JudgeError):
+                    raise given
+                if given is not None:
+                    self._finish(ev, case, call.text, given, False, call.latency)
+                    continue
+                key, result = self._lookup(case, call.text, index)
+                cached = result is not None
+                if result is None:
+                    self._miss_allowed()
+                    result = self.judge.score(case, call.text)
+                    if self.cache is not None:
+                        self.cache.put(key, result)
+                self._finish(ev, case, call.text, result, cached, call.latency)
+        except JudgeError as exc:
+            ev.error = str(exc)
+            if _has_usage(exc):
+                ev.usage = ev.usage + exc.usage  # type: ignore[attr-defined]
+        return ev
+
+    def judge_response(self, case: Case, response: str) -> Evaluation:
+        """Judge an already produced response (for ``llmeval_record``)."""
+        ev = Evaluation(case)
+        try:
+            key, result = self._lookup(case, response, 0)
+            cached = result is not None
+            if result is None:
+                self._miss_allowed()
+                result = self.judge.score(case, response)
+                if self.cache is not None:
+                    self.cache.put(key, result)
+            self._finish(ev, case, response, result, cached, 0.0)
+        except JudgeError as exc:
+            ev.error = str(exc)
+        return ev
+
+    def _timeout_text(self) -> str:
+        return f"the system under test did not answer within {self.config.sut_timeout:g} s"
+
+    def _call_sync(self, sut: Callable[[Case], Any], case: Case) -> Any:
+        if self.config.sut_timeout is None and not inspect.iscoroutinefunction(sut):
+            return sut(case)
+        # A timeout needs the call off this thread; async SUTs need a loop. A daemon thread,
+        # not an executor: a hung call must not hold up the next case (nor the exit).
+        outcome: queue.SimpleQueue[tuple[bool, Any]] = queue.SimpleQueue()
+
+        def call() -> None:
+            try:
+                outcome.put((True, _call_any(sut, case)))
+            except BaseException as exc:
+                outcome.put((False, exc))
+
+        threading.Thread(target=call, name="llmeval-sut-call", daemon=True).start()
+        try:
+            ok, value = outcome.get(timeout=self.config.sut_timeout)
+        except queue.Empty:
+            raise TimeoutError from None
+        if not ok:
+            raise value
+        return value
+
+    # -- async path -------------------------------------------------------------------------
+    async def evaluate_async(
+        self,
+        case: Case,
+        sut: Callable[[Case], Any],
+        sut_executor: concurrent.futures.Executor,
+        io_executor: concurrent.futures.Executor,
+        *,
+        judge_gate: asyncio.Event | None = None,
+        judge_slots: asyncio.Semaphore | None = None,
+    ) -> Evaluation:
+        """The pipeline on an event loop. The SUT may run as soon as the case is submitted;
+        a judge call waits for ``judge_gate`` (the case entered the judging window) and takes
+        one of ``judge_slots``, so SUT calls of later cases overlap with judging."""
+        loop = asyncio.get_running_loop()
+        ev = Evaluation(case)
+        try:
+            for index in range(self.config.repeat):
+                t0 = time.perf_counter()
+                try:
+                    if inspect.iscoroutinefunction(sut):
+                        call = sut(case)
+                    else:
+                        call = loop.run_in_executor(sut_executor, sut, case)
+                    raw = await asyncio.wait_for(call, timeout=self.config.sut_timeout)
+                    response = _as_text(raw)
+                    _add_sut_usage(ev, _sut_usage(raw))
+                except (asyncio.TimeoutError, TimeoutError):
+                    call = SutCall("timeout", self._timeout_text(), time.perf_counter() - t0)
+                    self._sut_failed(ev, case, call)
+                    continue
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    call = SutCall("system_error", _exc_text(exc), time.perf_counter() - t0)
+                    self._sut_failed(ev, case, call)
+                    continue
+                latency = time.perf_counter() - t0
+                key, result = await loop.run_in_executor(
+                    io_executor, self._lookup, case, response, index
+                )
+                cached = result is not None
+                if result is None:
+                    self._miss_allowed()
+                    if judge_gate is not None:
+                        await judge_gate.wait()
+                    async with judge_slots or contextlib.nullcontext():
+                        if self._ascore is not None:
+                            result = await self._ascore(case, response)
+                        else:
+                            result = await loop.run_in_executor(
+                                io_executor, self.judge.score, case, response
+                            )
+                    if self.cache is not None:
+                        await loop.run_in_executor(io_executor, self.cache.put, key, result)
+                assert result is not None
+                self._finish(ev, case, response, result, cached, latency)
+        except JudgeError as exc:
+            ev.error = str(exc)
+            if _has_usage(exc):
+                ev.usage = ev.usage + exc.usage  # type: ignore[attr-defined]
+        return ev
+
+
+def _has_usage(exc: BaseException) -> bool:
+    return isinstance(getattr(exc, "usage", None), Usage)
+
+
+def _call_any(sut: Callable[[Case], Any], case: Case) -> Any:
+    if inspect.iscoroutinefunction(sut):
+        return asyncio.run(sut(case))
+    return sut(case)
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    text = value.get("text") if isinstance(value, Mapping) else getattr(value, "text", None)
+    if isinstance(text, str):
+        return text
+    raise TypeError(
+        f"the system under test returned {type(value).__name__}; expected str or SutAnswer"
+    )
+
+
+def _sut_usage(value: Any) -> Usage | None:
+    """The token usage a SUT reported with its answer (None when it reported none)."""
+    raw = value.get("usage") if isinstance(value, Mapping) else getattr(value, "usage", None)
+    if raw is None or isinstance(value, str):
+        return None
+    if isinstance(raw, Usage):
+        return raw
+
+    def count(name: str) -> int:
+        item = raw.get(name) if isinstance(raw, Mapping) else getattr(raw, name, None)
+        return int(item) if isinstance(item, (int, float)) and not isinstance(item, bool) else 0
+
+    return Usage(
+        input_tokens=count("input_tokens"),
+        output_tokens=count("output_tokens"),
+        cache_creation_input_tokens=count("cache_creation_input_tokens"),
+        cache_read_input_tokens=count("cache_read_input_tokens"),
+        requests=1,
+    )
+
+
+def _add_sut_usage(ev: Evaluation, usage: Usage | None) -> None:
+    if usage is not None:
+        ev.sut_usage = usage if ev.sut_usage is None else ev.sut_usage + usage
+
+
+def _exc_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+class RunAhead:
+    """Evaluates upcoming cases on a background event loop.
+
+    A case is *submitted* (its SUT calls may start, bounded by the SUT pool) and later *opened*
+    for judging; at most ``concurrency`` judge calls run at once. The caller submits a window
+    of upcoming cases and opens the first ``concurrency`` of them, so the SUT work of the next
+    cases overlaps with the judging of the current ones.
+    """
+
+    def __init__(self, evaluator: Evaluator, concurrency: int, sut_concurrency: int) -> None:
+        self.evaluator = evaluator
+        self.concurrency = concurrency
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="llmeval-run-ahead", daemon=True
+        )
+        self._thread.start()
+        self._sut_pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=sut_concurrency, thread_name_prefix="llmeval-sut"
+        )
+        self._io_pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=concurrency, thread_name_prefix="llmeval-judge"
+        )
+        self._judge_slots = asyncio.Semaphore(concurrency)  # binds to the loop on first use
+        self._gates: dict[str, asyncio.Event] = {}
+        self.futures: dict[str, concurrent.futures.Future[Evaluation]] = {}
+
+    async def _run(self, case: Case, sut: Callable[[Case], Any], gate: asyncio.Event) -> Evaluation:
+        return await self.evaluator.evaluate_async(
+            case,
+            sut,
+            self._sut_pool,
+            self._io_pool,
+            judge_gate=gate,
+            judge_slots=self._judge_slots,
+        )
+
+    def submit(
+        self, key: str, case: Case, sut: Callable[[Case], Any], *, judge: bool = True
+    ) -> None:
+        """Start ``case`` (once); ``judge`` opens it for judging now, else :meth:`open` later."""
+        if key in self.futures:
+            if judge:
+                self.open(key)
+            return
+        gate = asyncio.Event()
+        if judge:
+            gate.set()  # not yet seen by the loop: setting it here is safe
+        self._gates[key] = gate
+        self.futures[key] = asyncio.run_coroutine_threadsafe(self._run(case, sut, gate), self._loop)
+
+    def open(self, key: str) -> None:
+        gate = self._gates.get(key)
+        if gate is not None and not gate.is_set():
+            self._loop.call_soon_threadsafe(gate.set)
+
+    def result(self, key: str) -> Evaluation:
+        self.open(key)
+        self._gates.pop(key, None)
+        future = self.futures.pop(key)
+        while True:
+            try:  # a short timeout keeps the main thread responsive to Ctrl-C
+                return future.result(timeout=0.2)
+            except concurrent.futures.TimeoutError:
+                continue
+
+    def close(self) -> None:
+        """Cancel outstanding work promptly, release async clients and stop the loop."""
+        self.futures.clear()
+        self._gates.clear()
+        done = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
+        # closing is best effort: the run's results are already in
+        with contextlib.suppress(Exception):
+            done.result(timeout=5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        self._sut_pool.shutdown(wait=False, cancel_futures=True)
+        self._io_pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _shutdown(self) -> None:
+        """On the loop: cancel every pending evaluation, wait for them, close async clients."""
+        current = asyncio.current_task()
+        pending = [t for t in asyncio.all_tasks() if t is not current]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        aclose = getattr(self.evaluator.judge, "aclose", None)
+        if callable(aclose):
+            await aclose()

@@ -1,0 +1,136 @@
+"""The JSONL file collector and case items."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_llmeval.core.cases import Case, CaseError, iter_cases
+
+if TYPE_CHECKING:
+    from pytest_llmeval.engine.runner import Evaluation
+
+MAX_ERRORS_SHOWN = 20
+_LLMEVAL_MARK = pytest.mark.llmeval  # built once: add_marker by name costs per item
+
+
+class LLMEvalWarning(pytest.PytestWarning):
+    """Warnings about case files (for example an empty file)."""
+
+
+class CaseFailure(Exception):
+    """A case failed (regression or new failure); rendered by ``repr_failure``."""
+
+    def __init__(self, record: dict[str, Any]) -> None:
+        super().__init__(record.get("outcome", "failed"))
+        self.record = record
+
+
+class JudgeFailure(Exception):
+    """The judge could not answer: the item is an ERROR, never a pass or a fail."""
+
+
+class ConfigFailure(Exception):
+    """The run is misconfigured (for example, no system under test)."""
+
+
+def _case_entry(llmeval_sut: Any) -> None:
+    """Placeholder test function: through it, case items get the ``llmeval_sut`` fixture."""
+
+
+class CaseFile(pytest.File):
+    """A JSONL file of evaluation cases."""
+
+    def collect(self) -> Iterator[CaseItem]:
+        from pytest_llmeval.plugin.session import get_state
+
+        state = get_state(self.config)
+        rel = self.nodeid
+        try:
+            data = self.path.read_bytes()
+        except OSError as exc:
+            raise self.CollectError(f"{rel}: cannot read the file ({exc})") from None
+        errors: list[CaseError] = []
+        cases: list[Case] = []
+        for result in iter_cases(rel, data):
+            if isinstance(result, CaseError):
+                errors.append(result)
+            else:
+                cases.append(result)
+        if errors:
+            shown = [str(e) for e in errors[:MAX_ERRORS_SHOWN]]
+            if len(errors) > MAX_ERRORS_SHOWN:
+                shown.append(f"... and {len(errors) - MAX_ERRORS_SHOWN} more bad lines")
+            header = f"{rel}: {len(errors)} invalid case line(s); nothing in this file was run"
+            raise self.CollectError("\n".join([header, *shown]))
+        if not cases:
+            warnings.warn(LLMEvalWarning(f"{rel}: no cases (the file is empty)"), stacklevel=1)
+        state.note_collected_file(rel)
+        # Items of one file share their fixture closure: compute it once, not per case.
+        shared: Any = None
+        for case in cases:
+            item = CaseItem.from_parent(
+                self, name=case.id, callobj=_case_entry, case=case, fixtureinfo=shared
+            )
+            shared = item._fixtureinfo
+            yield item
+
+
+class CaseItem(pytest.Function):
+    """One evaluation case. A fixture-aware item, so the ``llmeval_sut`` fixture resolves."""
+
+    def __init__(self, *, case: Case, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.case = case
+        self.evaluation: Evaluation | None = None
+        self.candidate: Evaluation | None = None
+        self.llmeval_record: dict[str, Any] | None = None
+        self.add_marker(_LLMEVAL_MARK)
+        # -k matches node names, markers and extra_keyword_matches
+        self.extra_keyword_matches.update(case.tags)
+        self.extra_keyword_matches.add(case.difficulty)
+
+    @property
+    def case_key(self) -> str:
+        return self.nodeid
+
+    def setup(self) -> None:
+        super().setup()
+        from pytest_llmeval.plugin.session import get_state
+
+        __tracebackhide__ = True
+        state = get_state(self.config)
+        self.evaluation, self.candidate = state.evaluate_item(self)
+        if self.evaluation.error is not None:
+            self.llmeval_record = state.record_for(self, self.evaluation, self.candidate)
+            raise JudgeFailure(self.evaluation.error)
+
+    def runtest(self) -> None:
+        from pytest_llmeval.plugin.session import get_state
+
+        __tracebackhide__ = True
+        assert self.evaluation is not None
+        state = get_state(self.config)
+        record = state.record_for(self, self.evaluation, self.candidate)
+        self.llmeval_record = record
+        outcome = record["outcome"]
+        if state.settings.update_baseline:
+            return  # accepting a new state: the verdict goes into the baseline, not a failure
+        if outcome in ("regression", "new_failure"):
+            raise CaseFailure(record)
+        if outcome in ("known_failure", "flaky"):
+            pytest.xfail(state.xfail_reason(record))
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+        if isinstance(excinfo.value, CaseFailure):
+            from pytest_llmeval.reports.model import render_case_failure
+
+            return render_case_failure(excinfo.value.record)
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, max(self.case.line - 1, 0), f"case {self.case.id}"
