@@ -480,7 +480,8 @@ def run_flywheel(
 
     Deterministic for a given store, window, ``seed`` and set of case files.
     """
-    from pytest_llmeval.core.cases import CaseError, validate_case_dict
+    from pytest_llmeval.core.cases import validate_case_dict
+    from pytest_llmeval.errors import CaseError
 
     if not 0.0 < similarity_threshold <= 1.0:
         raise ValueError(f"similarity threshold must be in (0, 1], got {similarity_threshold}")

@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pytest_llmeval.core.cases import Case, Message, content_id
-from pytest_llmeval.judges.base import PairwiseJudge, PairwiseResult
+from pytest_llmeval.core.verdict import PairwiseResult
+from pytest_llmeval.judges.base import PairwiseJudge
 from pytest_llmeval.online import EventStore, Window, wilson_ci
 
 Recommendation = Literal["promote_shadow", "keep_production", "inconclusive"]
@@ -388,7 +389,8 @@ def items_from_store(
 def items_from_cases(path: str | os.PathLike[str]) -> list[ShadowItem]:
     """Every case of a JSONL case file (validated by the case loader; the first bad line
     raises :class:`~pytest_llmeval.core.cases.CaseError`)."""
-    from pytest_llmeval.core.cases import CaseError, iter_cases
+    from pytest_llmeval.core.cases import iter_cases
+    from pytest_llmeval.errors import CaseError
 
     name = os.fspath(path)
     with open(name, "rb") as handle:

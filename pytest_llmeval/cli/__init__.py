@@ -13,6 +13,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from pytest_llmeval.errors import CLIError
+
 # module path -> registered by that module's ``register(subparsers)``
 _COMMAND_MODULES = (
     "pytest_llmeval.cli.ab",
@@ -20,10 +22,6 @@ _COMMAND_MODULES = (
     "pytest_llmeval.cli.report",
     "pytest_llmeval.cli.gate",
 )
-
-
-class CLIError(Exception):
-    """A user-facing error: printed as ``llmeval: error: <message>`` with exit status 2."""
 
 
 def command_group(

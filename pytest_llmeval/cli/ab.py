@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from pytest_llmeval import stats
-from pytest_llmeval.cli import CLIError, command_group
+from pytest_llmeval.cli import command_group
+from pytest_llmeval.errors import CLIError
 
 _Handler = Callable[[argparse.Namespace], int]
 

@@ -13,10 +13,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pytest_llmeval.cli import CLIError
 from pytest_llmeval.core import gate
+from pytest_llmeval.core.verdict import JudgeIdentity
 from pytest_llmeval.engine.store import (
-    StoreError,
     append_history,
     file_sha256,
     git_commit,
@@ -25,7 +24,7 @@ from pytest_llmeval.engine.store import (
     save_baseline,
     updated_baseline,
 )
-from pytest_llmeval.judges.base import JudgeIdentity
+from pytest_llmeval.errors import CLIError, StateFileError
 from pytest_llmeval.reports.model import build_report, summary_lines, write_report
 
 # settings every shard must share (besides the shard itself)
@@ -189,7 +188,7 @@ def _update(state_dir: Path, merged: Mapping[str, Any]) -> None:
         )
     try:
         old = load_baseline(baseline_path)
-    except StoreError as exc:
+    except StateFileError as exc:
         raise CLIError(str(exc)) from None
     judge = JudgeIdentity.from_dict(merged["judge"])
     full = bool(merged["summary"]["full_run"])

@@ -24,7 +24,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from pytest_llmeval.cli import CLIError, command_group
+from pytest_llmeval.cli import command_group
+from pytest_llmeval.errors import CLIError
 from pytest_llmeval.online import (
     DEFAULT_COMPLETION_EVENT,
     DEFAULT_DB_PATH,
@@ -566,7 +567,7 @@ def _cmd_shadow(args: argparse.Namespace) -> int:
         if not items:
             raise CLIError("no stored responses with a question in the window")
     else:
-        from pytest_llmeval.core.cases import CaseError
+        from pytest_llmeval.errors import CaseError
 
         try:
             items = items_from_cases(args.cases)[: args.limit]

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pytest_llmeval.cli import CLIError
+from pytest_llmeval.errors import CLIError
 
 # The defaults of the ini keys llmeval_std_threshold and llmeval_min_history (options.py), which
 # the CLI cannot read without a pytest configuration.
@@ -179,7 +179,8 @@ def report_from_state(state_dir: Path, *, std_threshold: float, min_history: int
     No run is involved, so there are no gates, no usage and no responses (the baseline stores
     only their hashes). The extra key ``"source": "baseline"`` tells the renderers so.
     """
-    from pytest_llmeval.engine.store import StoreError, load_baseline, load_history
+    from pytest_llmeval.engine.store import load_baseline, load_history
+    from pytest_llmeval.errors import StateFileError
     from pytest_llmeval.stats import history_bounds, proportion_ci
 
     if not state_dir.is_dir():
@@ -189,7 +190,7 @@ def report_from_state(state_dir: Path, *, std_threshold: float, min_history: int
     try:
         baseline = load_baseline(baseline_path)
         history = load_history(history_path)
-    except StoreError as exc:
+    except StateFileError as exc:
         raise CLIError(str(exc)) from None
     if baseline is None and not history:
         raise CLIError(f"{state_dir}: no baseline.json or history.jsonl to report on")

@@ -14,6 +14,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from pytest_llmeval.errors import CaseError
+
 DIFFICULTIES = ("easy", "medium", "hard", "adversarial")
 
 
@@ -66,18 +68,6 @@ def content_id(question: str | None, messages: Any) -> str:
     """Stable id for a case without an explicit ``id``: a hash of its input."""
     payload = json.dumps({"q": question, "m": messages}, sort_keys=True, ensure_ascii=False)
     return "case-" + hashlib.sha256(payload.encode("utf-8")).hexdigest()[:12]
-
-
-class CaseError(ValueError):
-    """A bad line in a case file. ``str()`` names the file, line and field."""
-
-    def __init__(self, path: str, line: int, field_name: str | None, message: str) -> None:
-        self.path = path
-        self.line = line
-        self.field = field_name
-        self.message = message
-        what = f" field '{field_name}':" if field_name else ""
-        super().__init__(f"{path}:{line}:{what} {message}")
 
 
 _SCHEMA_PATH = Path(__file__).parent.parent / "schemas" / "case.schema.json"

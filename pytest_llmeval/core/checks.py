@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pytest_llmeval.core.cases import Case
-from pytest_llmeval.judges.base import JudgeIdentity, JudgeResult, Verdict
+from pytest_llmeval.core.verdict import JudgeIdentity, JudgeResult, Verdict
 
 TOO_SHORT_CAP = 0.3
 

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from pytest_llmeval.core.cases import Case
-from pytest_llmeval.judges.base import JudgeError, JudgeIdentity, JudgeResult
+from pytest_llmeval.core.verdict import JudgeIdentity, JudgeResult
+from pytest_llmeval.errors import JudgeError
 
 SCHEMA_VERSION = 1
 BUSY_WAIT_S = 30.0

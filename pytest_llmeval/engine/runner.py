@@ -24,9 +24,11 @@ from typing import Any
 
 from pytest_llmeval.core.cases import Case
 from pytest_llmeval.core.checks import RuleSettings, finalize, system_error_verdict
+from pytest_llmeval.core.verdict import JudgeResult, Usage, Verdict
 from pytest_llmeval.engine.cache import JudgeCache, cache_key
+from pytest_llmeval.errors import JudgeError
 from pytest_llmeval.judges import is_network_judge
-from pytest_llmeval.judges.base import Judge, JudgeError, JudgeResult, Usage, Verdict
+from pytest_llmeval.judges.base import Judge
 
 
 @dataclass

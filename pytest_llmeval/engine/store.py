@@ -16,13 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_llmeval.judges.base import JudgeIdentity
+from pytest_llmeval.core.verdict import JudgeIdentity
+from pytest_llmeval.errors import StateFileError
 
 BASELINE_VERSION = 1
-
-
-class StoreError(Exception):
-    """A committed file is unreadable; the message names the file, line and what is wrong."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +86,7 @@ def _entry_from(path: Path, key: str, raw: Any) -> BaselineEntry:
             samples=int(raw.get("samples", 1)),
         )
     except (KeyError, TypeError, ValueError) as exc:
-        raise StoreError(f"{path}: case {key!r}: bad entry ({exc!r})") from None
+        raise StateFileError(f"{path}: case {key!r}: bad entry ({exc!r})") from None
 
 
 def load_baseline(path: Path) -> Baseline | None:
@@ -99,18 +96,18 @@ def load_baseline(path: Path) -> Baseline | None:
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError) as exc:
-        raise StoreError(f"{path}: unreadable ({exc})") from None
+        raise StateFileError(f"{path}: unreadable ({exc})") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise StoreError(
+        raise StateFileError(
             f"{path}:{exc.lineno}: not valid JSON ({exc.msg}); fix the file or restore it from"
             " version control (git checkout -- <file>)"
         ) from None
     if not isinstance(data, dict) or not isinstance(data.get("cases"), dict):
-        raise StoreError(f"{path}: not a pytest-llmeval baseline (no 'cases' object)")
+        raise StateFileError(f"{path}: not a pytest-llmeval baseline (no 'cases' object)")
     if data.get("version") != BASELINE_VERSION:
-        raise StoreError(f"{path}: baseline version {data.get('version')!r} is not supported")
+        raise StateFileError(f"{path}: baseline version {data.get('version')!r} is not supported")
     judge = JudgeIdentity.from_dict(data["judge"]) if data.get("judge") else None
     entries = {key: _entry_from(path, key, raw) for key, raw in data["cases"].items()}
     return Baseline(judge=judge, entries=entries)
@@ -154,15 +151,15 @@ def load_history(path: Path) -> list[dict[str, Any]]:
         try:
             record = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise StoreError(f"{path}:{lineno}: not a JSON line ({exc})") from None
+            raise StateFileError(f"{path}:{lineno}: not a JSON line ({exc})") from None
         if not isinstance(record, dict):
-            raise StoreError(f"{path}:{lineno}: expected a JSON object")
+            raise StateFileError(f"{path}:{lineno}: expected a JSON object")
         for name in ("pass_rate", "total", "passed"):
             if name not in record:
-                raise StoreError(f"{path}:{lineno}: field '{name}' is missing")
+                raise StateFileError(f"{path}:{lineno}: field '{name}' is missing")
         rate = record["pass_rate"]
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
-            raise StoreError(f"{path}:{lineno}: field 'pass_rate' must be a number in [0, 1]")
+            raise StateFileError(f"{path}:{lineno}: field 'pass_rate' must be a number in [0, 1]")
         out.append(record)
     return out
 

@@ -11,13 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_llmeval.judges.base import (
-    Judge,
-    JudgeError,
-    JudgeIdentity,
-    JudgeResult,
-    Verdict,
-)
+from pytest_llmeval.core.verdict import JudgeIdentity, JudgeResult, Verdict
+from pytest_llmeval.errors import JudgeError
+from pytest_llmeval.judges.base import Judge
 
 __all__ = ["CustomJudge", "import_object", "is_network_judge", "load_judge"]
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from pytest_llmeval.judges.base import JudgeIdentity, PairwiseResult, Preference
+from pytest_llmeval.core.verdict import JudgeIdentity, PairwiseResult, Preference
 
 PROMPT_VERSION = "pairwise-local-1"
 _AS_AB: dict[str, Preference] = {"first": "a", "second": "b", "tie": "tie"}

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from pytest_llmeval.judges.base import JudgeIdentity, JudgeResult, Usage
+from pytest_llmeval.core.verdict import JudgeIdentity, JudgeResult, Usage
 
 if TYPE_CHECKING:
     from pytest_llmeval.core.cases import Case

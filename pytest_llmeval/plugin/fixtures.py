@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from pytest_llmeval.core.cases import case_from_dict, validate_case_dict
-from pytest_llmeval.judges.base import Judge, Verdict
+from pytest_llmeval.core.verdict import Verdict
+from pytest_llmeval.judges.base import Judge
 
 RECORDS_KEY = pytest.StashKey[list[dict[str, Any]]]()
 

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_llmeval.core.cases import Case, CaseError, iter_cases
+from pytest_llmeval.core.cases import Case, iter_cases
+from pytest_llmeval.errors import CaseError
 
 if TYPE_CHECKING:
     from pytest_llmeval.engine.runner import Evaluation

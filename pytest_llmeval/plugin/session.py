@@ -16,6 +16,7 @@ import pytest
 from pytest_llmeval.core import gate
 from pytest_llmeval.core.cases import Case
 from pytest_llmeval.core.checks import RuleSettings
+from pytest_llmeval.core.verdict import Usage
 from pytest_llmeval.engine.cache import JudgeCache
 from pytest_llmeval.engine.runner import (
     Evaluation,
@@ -28,7 +29,6 @@ from pytest_llmeval.engine.runner import (
 from pytest_llmeval.engine.store import (
     Baseline,
     BaselineEntry,
-    StoreError,
     append_history,
     file_sha256,
     git_commit,
@@ -38,8 +38,9 @@ from pytest_llmeval.engine.store import (
     save_baseline,
     updated_baseline,
 )
+from pytest_llmeval.errors import StateFileError
 from pytest_llmeval.judges import import_object, load_judge
-from pytest_llmeval.judges.base import Judge, Usage
+from pytest_llmeval.judges.base import Judge
 from pytest_llmeval.judges.similarity import SimilarityJudge
 from pytest_llmeval.plugin.options import Settings, settings_from_config
 
@@ -91,7 +92,7 @@ class LLMEvalState:
             self.baseline: Baseline | None = load_baseline(self.settings.baseline_path)
             self.history: list[dict[str, Any]] = load_history(self.settings.history_path)
             self.baseline_sha256 = file_sha256(self.settings.baseline_path)
-        except StoreError as exc:
+        except StateFileError as exc:
             raise pytest.UsageError(f"pytest-llmeval: {exc}") from None
         self._cli_sut = self._import_spec(self.settings.sut, "--llmeval-sut")
         self._candidate = self._import_spec(self.settings.compare_sut, "--llmeval-compare-sut")
@@ -291,7 +292,7 @@ class LLMEvalState:
             index = int(index_text)
             result = results.get(job_id)
             if result is None:
-                from pytest_llmeval.judges.base import JudgeError
+                from pytest_llmeval.errors import JudgeError
 
                 result = JudgeError("the batch returned no result for this judgement")
             self._batch_results.setdefault(nodeid, {})[index] = result

@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pytest_llmeval.core.verdict import JudgeIdentity, Usage
 from pytest_llmeval.engine.store import atomic_write
-from pytest_llmeval.judges.base import JudgeIdentity, Usage
 
 if TYPE_CHECKING:
     from pytest_llmeval.core.gate import GateDecision

@@ -11,13 +11,13 @@ from hypothesis import strategies as st
 
 from pytest_llmeval.core.cases import (
     Case,
-    CaseError,
     _fast_valid,
     _validator,
     case_from_dict,
     iter_cases,
     validate_case_dict,
 )
+from pytest_llmeval.errors import CaseError
 
 PATH = "evals/llmeval_support.jsonl"
 

@@ -15,7 +15,7 @@ from pytest_llmeval.core.checks import (
     system_error_verdict,
     word_count,
 )
-from pytest_llmeval.judges.base import JudgeIdentity, JudgeResult
+from pytest_llmeval.core.verdict import JudgeIdentity, JudgeResult
 
 JUDGE = JudgeIdentity(name="local", prompt_version="sim-1")
 RULES = RuleSettings()

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from pytest_llmeval.core.cases import Case, Message
+from pytest_llmeval.core.verdict import JudgeIdentity, JudgeResult, Usage
 from pytest_llmeval.engine.cache import JudgeCache, cache_key
-from pytest_llmeval.judges.base import JudgeIdentity, JudgeResult, Usage
 
 JUDGE = JudgeIdentity(name="local", prompt_version="sim-1")
 CASE = Case(

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from pytest_llmeval.core.verdict import JudgeIdentity
 from pytest_llmeval.engine import store
 from pytest_llmeval.engine.store import (
     Baseline,
     BaselineEntry,
-    StoreError,
+    StateFileError,
     append_history,
     atomic_write,
     dump_baseline,
@@ -21,7 +22,6 @@ from pytest_llmeval.engine.store import (
     load_history,
     save_baseline,
 )
-from pytest_llmeval.judges.base import JudgeIdentity
 
 JUDGE = JudgeIdentity(name="local", prompt_version="sim-1")
 
@@ -108,7 +108,7 @@ def test_corrupt_baseline_names_the_file_and_line(tmp_path: Path) -> None:
     assert lines[6].startswith('    "llmeval_a.jsonl::caf')
     lines[6] = '    "llmeval_a.jsonl::caf\u00e9": {"verdict": pass},'  # a hand edit gone wrong
     path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(StoreError) as info:
+    with pytest.raises(StateFileError) as info:
         load_baseline(path)
     message = str(info.value)
     assert message.startswith(f"{path}:7:")
@@ -130,7 +130,7 @@ def test_corrupt_baseline_names_the_file_and_line(tmp_path: Path) -> None:
 def test_invalid_baseline_is_a_store_error(tmp_path: Path, content: bytes, words: str) -> None:
     path = tmp_path / "baseline.json"
     path.write_bytes(content)
-    with pytest.raises(StoreError) as info:
+    with pytest.raises(StateFileError) as info:
         load_baseline(path)
     assert str(path) in str(info.value)
     assert words in str(info.value)
@@ -196,7 +196,7 @@ def test_corrupt_history_names_the_file_and_line(
 ) -> None:
     path = tmp_path / "history.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n")
-    with pytest.raises(StoreError) as info:
+    with pytest.raises(StateFileError) as info:
         load_history(path)
     assert str(info.value).startswith(f"{path}:{bad_line}:")
     assert words in str(info.value)

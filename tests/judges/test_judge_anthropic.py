@@ -17,6 +17,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pytest_llmeval.core.cases import Case, Message
+from pytest_llmeval.core.verdict import JudgeResult, PairwiseResult, Usage
+from pytest_llmeval.errors import JudgeError
 from pytest_llmeval.judges import prompts
 from pytest_llmeval.judges.anthropic import (
     AnthropicJudge,
@@ -30,7 +32,7 @@ from pytest_llmeval.judges.anthropic import (
     load_prices,
     position_consistency_rate,
 )
-from pytest_llmeval.judges.base import Judge, JudgeError, JudgeResult, PairwiseResult, Usage
+from pytest_llmeval.judges.base import Judge
 
 __all__ = ["fake_anthropic"]  # the fixture, re-exported so pytest sees it in this module
 

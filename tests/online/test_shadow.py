@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from pytest_llmeval.core.cases import Case
-from pytest_llmeval.judges.base import JudgeIdentity, PairwiseJudge, PairwiseResult
+from pytest_llmeval.core.verdict import JudgeIdentity, PairwiseResult
+from pytest_llmeval.judges.base import PairwiseJudge
 from pytest_llmeval.judges.pairwise_local import LocalPairwiseJudge
 from pytest_llmeval.online import EventStore
 from pytest_llmeval.shadow import (

@@ -79,7 +79,7 @@ def test_min_pass_rate_ignores_judge_errors(project: Project) -> None:
     project.module(
         "broken_judge",
         """
-        from pytest_llmeval.judges.base import JudgeError
+        from pytest_llmeval.errors import JudgeError
 
         def judge(case, response):
             if case.id == "err":

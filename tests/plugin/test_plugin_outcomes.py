@@ -273,7 +273,7 @@ def test_sut_returning_a_non_string_is_a_system_error(project: Project) -> None:
 
 
 JUDGE_MODULE = """
-from pytest_llmeval.judges.base import JudgeError
+from pytest_llmeval.errors import JudgeError
 
 class FlakyJudge:
     network = False
