@@ -1,0 +1,206 @@
+"""Empirical Bayes for pass rates: a beta-binomial prior fitted across a suite's cases.
+
+Each case ``i`` passed ``k_i`` of its ``n_i`` recorded samples. The cases' own pass probabilities
+are modelled as draws from one ``Beta(a, b)`` prior, so ``k_i ~ BetaBinomial(n_i, a, b)``
+(Skellam, *J. R. Stat. Soc. B* 10, 1948). ``a`` and ``b`` are the marginal maximum-likelihood
+estimates over the suite (Griffiths, *Biometrics* 29, 1973; Williams, *Biometrics* 31, 1975),
+and each case's posterior is ``Beta(a + k_i, b + n_i - k_i)`` (Robbins 1956; Efron & Morris,
+*JASA* 70, 1975). A quiet suite (no failures anywhere) drives the prior to all its mass at 1, so a
+single failure becomes improbable; a noisy suite spreads the prior, so it does not.
+
+The posterior predictive of ``m`` new samples of a case is ``BetaBinomial(m, a + k, b + n - k)``;
+its lower tail ``P[X <= x]`` is the case's p-value for "``x`` passes now is a drop".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from pytest_llmeval.stats._common import _count, _Result, _size, _successes
+
+__all__ = [
+    "BetaBinomialFit",
+    "beta_binomial_cdf",
+    "fit_beta_binomial",
+    "predictive_cdf_table",
+]
+
+# log(a + b) stays inside these: below, the prior is a pair of spikes at 0 and 1; above, every
+# case has the same rate (the binomial limit) and the fit gains nothing by going further.
+_LOG_PRECISION_MIN = math.log(1e-3)
+_LOG_PRECISION_MAX = math.log(1e7)
+
+
+@dataclass(frozen=True)
+class BetaBinomialFit(_Result):
+    """A fitted ``Beta(a, b)`` prior of per-case pass probabilities.
+
+    ``degenerate`` is ``"all_pass"`` when no recorded sample failed (the prior is a point mass at
+    1: ``a = inf``, ``b = 0``), ``"all_fail"`` when none passed (``a = 0``, ``b = inf``), else
+    ``None``. ``mean = a / (a + b)``; ``rho = 1 / (a + b + 1)`` is the intra-case correlation
+    (0: every case has the same rate; 1: each case always passes or always fails).
+    """
+
+    a: float
+    b: float
+    mean: float
+    rho: float
+    cases: int
+    samples: int
+    failures: int
+    log_likelihood: float
+    degenerate: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return super().to_dict()
+
+
+def _loglik_grad(
+    theta: NDArray[np.float64], k: NDArray[np.float64], n: NDArray[np.float64]
+) -> tuple[float, NDArray[np.float64]]:
+    from scipy.special import betaln, digamma, expit
+
+    mu = float(expit(theta[0]))
+    s = math.exp(theta[1])
+    a, b = mu * s, (1.0 - mu) * s
+    ll = float(np.sum(betaln(k + a, n - k + b)) - k.size * betaln(a, b))
+    dab = digamma(n + s)
+    da = float(np.sum(digamma(k + a) - dab)) - k.size * (float(digamma(a)) - float(digamma(s)))
+    db = float(np.sum(digamma(n - k + b) - dab)) - k.size * (float(digamma(b)) - float(digamma(s)))
+    g0 = (da - db) * s * mu * (1.0 - mu)
+    g1 = da * a + db * b
+    return -ll, -np.array([g0, g1])
+
+
+def fit_beta_binomial(successes: Sequence[int], trials: Sequence[int]) -> BetaBinomialFit:
+    """Marginal maximum-likelihood ``Beta(a, b)`` prior for per-case pass counts.
+
+    Maximises ``Σ_i [ln B(k_i + a, n_i - k_i + b) - ln B(a, b)]`` over ``a, b > 0``
+    (Griffiths 1973; Williams 1975) with L-BFGS-B on ``(logit(a/(a+b)), log(a+b))`` from the
+    method-of-moments start (Kleinman, *Biometrics* 29, 1973). Cases with ``n_i = 0`` carry no
+    information and are left out. ``log(a + b)`` is kept within ``[ln 1e-3, ln 1e7]``.
+    Deterministic: the same counts always give the same fit.
+    """
+    if len(successes) != len(trials):
+        raise ValueError(f"successes has {len(successes)} entries but trials has {len(trials)}")
+    ks: list[int] = []
+    ns: list[int] = []
+    for i, (k_raw, n_raw) in enumerate(zip(successes, trials, strict=True)):
+        n_i = _count(f"trials[{i}]", n_raw)
+        k_i = _successes(f"successes[{i}]", k_raw, f"trials[{i}]", n_i)
+        if n_i > 0:
+            ks.append(k_i)
+            ns.append(n_i)
+    cases = len(ns)
+    total = sum(ns)
+    passed = sum(ks)
+    failures = total - passed
+    if cases == 0:
+        raise ValueError("fit_beta_binomial needs at least one case with trials > 0")
+    if failures == 0:
+        return BetaBinomialFit(math.inf, 0.0, 1.0, 0.0, cases, total, 0, 0.0, "all_pass")
+    if passed == 0:
+        return BetaBinomialFit(0.0, math.inf, 0.0, 0.0, cases, total, failures, 0.0, "all_fail")
+    from scipy.optimize import minimize
+    from scipy.special import logit
+
+    k = np.asarray(ks, dtype=np.float64)
+    n = np.asarray(ns, dtype=np.float64)
+    mu0 = passed / total
+    rates = k / n
+    # Method of moments (Kleinman 1973): var(rates) ≈ mu(1-mu)[rho + (1 - rho) E(1/n)].
+    var = float(np.var(rates))
+    inv_n = float(np.mean(1.0 / n))
+    base = mu0 * (1.0 - mu0)
+    rho0 = (var / base - inv_n) / (1.0 - inv_n) if inv_n < 1.0 else 0.5
+    rho0 = min(max(rho0, 1e-3), 0.999)
+    s0 = 1.0 / rho0 - 1.0
+    start = np.array(
+        [
+            float(logit(min(max(mu0, 1e-9), 1 - 1e-9))),
+            min(max(math.log(s0), _LOG_PRECISION_MIN), _LOG_PRECISION_MAX),
+        ]
+    )
+    res = minimize(
+        _loglik_grad,
+        start,
+        args=(k, n),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=[(-40.0, 40.0), (_LOG_PRECISION_MIN, _LOG_PRECISION_MAX)],
+    )
+    from scipy.special import expit
+
+    mu = float(expit(res.x[0]))
+    s = math.exp(float(res.x[1]))
+    return BetaBinomialFit(
+        a=mu * s,
+        b=(1.0 - mu) * s,
+        mean=mu,
+        rho=1.0 / (s + 1.0),
+        cases=cases,
+        samples=total,
+        failures=failures,
+        log_likelihood=-float(res.fun),
+        degenerate=None,
+    )
+
+
+def beta_binomial_cdf(x: int, n: int, a: float, b: float) -> float:
+    """``P[X <= x]`` for ``X ~ BetaBinomial(n, a, b)`` (scipy's ``betabinom``).
+
+    The limits of a degenerate prior are handled: ``b = 0`` (every sample passes) gives
+    ``1`` only for ``x >= n``; ``a = 0`` (every sample fails) gives ``1`` for every ``x >= 0``.
+    """
+    n_ = _size("n", n)
+    if isinstance(x, bool) or not isinstance(x, int):
+        raise ValueError(f"x must be an integer, got {x!r}")
+    if x < 0:
+        return 0.0
+    if x >= n_:
+        return 1.0
+    if b == 0.0:
+        return 0.0
+    if a == 0.0:
+        return 1.0
+    from scipy.stats import betabinom
+
+    return min(1.0, float(betabinom.cdf(x, n_, a, b)))
+
+
+def predictive_cdf_table(
+    successes: Sequence[int], trials: Sequence[int], m: int, fit: BetaBinomialFit
+) -> NDArray[np.float64]:
+    """Posterior-predictive lower tails of ``m`` new samples, one row per case.
+
+    Row ``i`` holds ``P[X <= x]`` for ``x = 0..m`` with
+    ``X ~ BetaBinomial(m, a + k_i, b + n_i - k_i)`` (the case's posterior under the fitted prior;
+    Efron & Morris 1975). Vectorised over cases with ``ln Γ``; a degenerate all-pass prior gives
+    0 below ``x = m`` (no failure has ever been seen in the suite).
+    """
+    m_ = _size("m", m)
+    k = np.asarray(successes, dtype=np.float64)
+    n = np.asarray(trials, dtype=np.float64)
+    out = np.ones((k.size, m_ + 1), dtype=np.float64)
+    if fit.degenerate == "all_pass":
+        out[:, :m_] = 0.0
+        return out
+    if fit.degenerate == "all_fail":
+        return out
+    from scipy.special import betaln, gammaln
+
+    alpha = (fit.a + k)[:, None]
+    beta = (fit.b + n - k)[:, None]
+    x = np.arange(m_ + 1, dtype=np.float64)[None, :]
+    log_choose = gammaln(m_ + 1.0) - gammaln(x + 1.0) - gammaln(m_ - x + 1.0)
+    log_pmf = log_choose + betaln(x + alpha, m_ - x + beta) - betaln(alpha, beta)
+    cdf = np.cumsum(np.exp(log_pmf), axis=1)
+    out = np.minimum(cdf, 1.0)
+    out[:, m_] = 1.0
+    return np.asarray(out, dtype=np.float64)
