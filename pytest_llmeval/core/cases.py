@@ -12,11 +12,15 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pytest_llmeval.errors import CaseError
 
 DIFFICULTIES = ("easy", "medium", "hard", "adversarial")
+HUMAN_VERDICTS = ("pass", "fail")
+MAX_DEPTH = 64
+"""Deepest nesting of arrays and objects accepted in a case line (the line itself is level 1)."""
+HumanVerdict = Literal["pass", "fail"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,11 @@ class Case:
 
     Exactly one of ``question`` and ``messages`` is set. ``question`` is always usable by a
     system under test: for a conversation it is the content of the last user turn.
+
+    ``references`` holds every acceptable answer (``ground_truth`` may be a list in a case
+    line); ``ground_truth`` is the first of them, for code that reads one. Either may be given
+    to the constructor; ``ground_truth``, when given, is always ``references[0]``.
+    ``human_verdict`` is a person's label of the response a judge is checked against.
     """
 
     id: str
@@ -47,10 +56,31 @@ class Case:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     file: str = ""
     line: int = 0
+    references: tuple[str, ...] = ()
+    human_verdict: HumanVerdict | None = None
+
+    def __post_init__(self) -> None:
+        references = self.references
+        truth = self.ground_truth
+        if truth is not None:
+            if not references or references[0] != truth:
+                references = (truth, *(r for r in references if r != truth))
+                object.__setattr__(self, "references", references)
+        elif references:
+            object.__setattr__(self, "ground_truth", references[0])
+        if type(references) is not tuple:
+            object.__setattr__(self, "references", tuple(references))
+        if self.human_verdict is not None and self.human_verdict not in HUMAN_VERDICTS:
+            raise ValueError(f"human_verdict must be 'pass' or 'fail', got {self.human_verdict!r}")
 
     @property
     def is_conversation(self) -> bool:
         return self.messages is not None
+
+    @property
+    def human_passed(self) -> bool | None:
+        """The human label as a bool (None when the case carries none)."""
+        return None if self.human_verdict is None else self.human_verdict == "pass"
 
     def content_key(self) -> dict[str, Any]:
         """Everything about the case that can change a verdict (for cache keys)."""
@@ -61,6 +91,8 @@ class Case:
             else None,
             "ground_truth": self.ground_truth,
             "rubric": self.rubric,
+            # only with several, so single-reference cases keep their existing cache keys
+            **({"references": list(self.references)} if len(self.references) > 1 else {}),
         }
 
 
@@ -96,9 +128,18 @@ def _field_path(parts: Iterator[Any] | Any) -> str | None:
 
 
 _ID_RE = re.compile(r"^(?!.*::)[^\s\[\]](?:[^\n\r\[\]]*[^\s\[\]])?$")
-_SIMPLE_STRINGS = ("ground_truth", "rubric")
 _FAST_KEYS = frozenset(
-    ("id", "question", "ground_truth", "rubric", "tags", "difficulty", "threshold", "metadata")
+    (
+        "id",
+        "question",
+        "ground_truth",
+        "rubric",
+        "tags",
+        "difficulty",
+        "threshold",
+        "metadata",
+        "human_verdict",
+    )
 )
 
 
@@ -118,9 +159,17 @@ def _fast_valid(obj: dict[str, Any]) -> bool:
         type(case_id) is not str or len(case_id) > 200 or not _ID_RE.match(case_id)
     ):
         return False
-    for key in _SIMPLE_STRINGS:
-        if key in obj and type(obj[key]) is not str:
+    if "rubric" in obj and type(obj["rubric"]) is not str:
+        return False
+    if "ground_truth" in obj:
+        truth = obj["ground_truth"]
+        if type(truth) is list:
+            if not truth or any(type(t) is not str for t in truth):
+                return False
+        elif type(truth) is not str:
             return False
+    if "human_verdict" in obj and obj["human_verdict"] not in HUMAN_VERDICTS:
+        return False
     if "difficulty" in obj and obj["difficulty"] not in DIFFICULTIES:
         return False
     if "threshold" in obj:
@@ -170,14 +219,60 @@ def _schema_error(path: str, line: int, obj: Any) -> CaseError | None:
     return CaseError(path, line, field_name, message)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _structure_problem(value: Any, parts: list[Any], depth: int) -> tuple[list[Any], str] | None:
+    """The first lone surrogate or too-deep nesting in ``value``: (field path, message)."""
+    if isinstance(value, str):
+        found = _SURROGATE.search(value)
+        if found:
+            return parts, (
+                f"contains a lone surrogate (U+{ord(found.group()):04X}, e.g. an escaped"
+                " '\\ud800' without its pair), which is not Unicode text"
+            )
+        return None
+    if isinstance(value, (dict, list)):
+        if depth > MAX_DEPTH:
+            return parts, f"nested deeper than {MAX_DEPTH} levels of arrays and objects"
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            if isinstance(key, str) and _SURROGATE.search(key):
+                return [*parts, key], "the key contains a lone surrogate, which is not Unicode text"
+            problem = _structure_problem(item, [*parts, key], depth + 1)
+            if problem is not None:
+                return problem
+    return None
+
+
+def _structure_error(path: str, line: int, obj: Any, raw: bytes | None = None) -> CaseError | None:
+    """Lone surrogates anywhere and nesting deeper than :data:`MAX_DEPTH` (both crash later,
+    far from the line: a cache key cannot encode a surrogate, a deep value overflows the
+    stack). With the line's ``raw`` bytes, a cheap look skips the walk for ordinary lines."""
+    if (
+        raw is not None
+        and (b"\\u" not in raw or not _SURROGATE_ESCAPE.search(raw))
+        and raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH
+    ):
+        return None
+    problem = _structure_problem(obj, [], 1)
+    if problem is None:
+        return None
+    parts, message = problem
+    return CaseError(path, line, _field_path(iter(parts)), message)
+
+
 def _semantic_error(path: str, line: int, obj: dict[str, Any]) -> CaseError | None:
     """Checks the schema cannot express: compilable regexes and valid nested JSON schemas."""
     for i, check in enumerate(obj.get("checks", ())):
         field_name = f"checks[{i}].value"
         if check["type"] == "regex":
+            import regex  # type: ignore[import-untyped]  # the engine the checks run on
+
             try:
-                re.compile(check["value"])
-            except re.error as exc:
+                regex.compile(check["value"])
+            except regex.error as exc:
                 return CaseError(path, line, field_name, f"invalid regular expression: {exc}")
         elif check["type"] == "json_schema":
             from jsonschema import Draft202012Validator
@@ -206,11 +301,15 @@ def case_from_dict(obj: dict[str, Any], *, path: str = "", line: int = 0) -> Cas
     question = obj["question"] if messages is None else messages[-1].content
     case_id = obj.get("id") or content_id(obj.get("question"), raw_messages)
     threshold = obj.get("threshold")
+    truth = obj.get("ground_truth")
+    references = tuple(truth) if isinstance(truth, list) else (truth,) if truth is not None else ()
     return Case(
         id=case_id,
         question=question,
         messages=messages,
-        ground_truth=obj.get("ground_truth"),
+        ground_truth=references[0] if references else None,
+        references=references,
+        human_verdict=obj.get("human_verdict"),
         rubric=obj.get("rubric"),
         tags=tuple(obj.get("tags", ())),
         difficulty=obj.get("difficulty", "medium"),
@@ -224,7 +323,11 @@ def case_from_dict(obj: dict[str, Any], *, path: str = "", line: int = 0) -> Cas
 
 def validate_case_dict(obj: Any, *, path: str = "<case>", line: int = 0) -> None:
     """Raise CaseError if ``obj`` is not a valid case line (schema and semantic checks)."""
-    error = _schema_error(path, line, obj) or _semantic_error(path, line, obj)
+    error = (
+        _structure_error(path, line, obj)
+        or _schema_error(path, line, obj)
+        or _semantic_error(path, line, obj)
+    )
     if error is not None:
         raise error
 
@@ -252,7 +355,16 @@ def iter_cases(path: str, data: bytes) -> Iterator[Case | CaseError]:
         except json.JSONDecodeError as exc:
             yield CaseError(path, lineno, None, f"invalid JSON: {exc.msg} (column {exc.colno})")
             continue
-        error = _schema_error(path, lineno, obj) or _semantic_error(path, lineno, obj)
+        except RecursionError:
+            yield CaseError(
+                path, lineno, None, f"nested deeper than {MAX_DEPTH} levels of arrays and objects"
+            )
+            continue
+        error = (
+            _structure_error(path, lineno, obj, raw)
+            or _schema_error(path, lineno, obj)
+            or _semantic_error(path, lineno, obj)
+        )
         if error is not None:
             yield error
             continue

@@ -1,24 +1,37 @@
-"""The local judge: deterministic, reference-based text similarity. No network, no model.
+"""The local judge: deterministic, reference-based answer matching. No network, no model.
 
-Method (see README, "The local judge"): both texts are normalised (Unicode NFKC, case-folded,
-punctuation removed, number words mapped to digits), reduced to content words (stop words removed)
-and lightly stemmed. The score is a recall-weighted F-measure (F2, as in ROUGE-1 recall-oriented
-scoring, Lin 2004) of the reference's content words found in the response, where a token matches
-exactly or, for words of 5+ letters, when they differ by one typo (one substitution, insertion,
-deletion or adjacent swap, same first letter: "refnud"/"refund") or their character-trigram Dice
-coefficient is at least 0.75. Recall is weighted because a correct answer may
-say more than the short reference. Numbers are facts: if the reference contains numbers and the
-response mentions none of them, the score is capped at 0.4 ("30 days" is not "14 days").
+Method (README, "How good is the local judge?"). Texts are normalised (Unicode NFKC, accents
+folded, case-folded, punctuation removed, letters split from digits, ``n't`` read as ``not``,
+number words mapped to digits), reduced to content words (stop words removed) and lightly
+stemmed. A reference's content words *found in the response* give its **coverage** (recall):
+a correct answer is not punished for saying more, and a short answer that names the expected
+entity ("Spielberg" for "Steven Spielberg") covers half of it. A word matches exactly or, for
+words of 5+ letters, when they differ by one typo (same first letter) or their character-trigram
+Dice coefficient is at least 0.75.
 
-Why not embeddings: they need a model download (not allowed offline, not deterministic across
-versions). Why not plain edit distance: it punishes paraphrase and word order.
+Facts the coverage alone would miss cap it at :data:`FACT_CAP`:
+
+* numbers: every number of the reference must appear in the response ("30 days" is not
+  "14 days", "July 4, 1776" is not "July 2, 1776");
+* negation: a negated reference needs a negation in the response, and a response that negates
+  a word of a non-negated reference ("refunds are *not* accepted") contradicts it.
+
+With several acceptable references (``ground_truth`` as a list) the best-covered one counts.
+The score is the coverage rescaled so that covering half of a reference (:data:`PASS_COVERAGE`,
+chosen on the development half of public human-labelled data) lands exactly on the default
+threshold 0.7: ``0.7 * c / 0.5`` below, ``0.7 + 0.3 * (c - 0.5) / 0.5`` above.
+
+What it cannot judge: anything that is not word overlap with a reference — a wrong answer that
+repeats the reference's words in another sense, a correct paraphrase with other words
+("impossible" for "unattainable"), reasoning, tone, safety. Why not embeddings: they need a
+model download (not allowed offline, not deterministic across versions).
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -28,7 +41,12 @@ from pytest_llmeval.core.verdict import JudgeIdentity, JudgeResult, Usage
 if TYPE_CHECKING:
     from pytest_llmeval.core.cases import Case
 
-PROMPT_VERSION = "sim-1"
+PROMPT_VERSION = "sim-2"
+PASS_COVERAGE = 0.5
+"""Coverage of a reference at which an answer passes the default threshold (dev-half choice)."""
+DEFAULT_THRESHOLD = 0.7
+FACT_CAP = 0.3
+"""Coverage cap for a missing number or a contradicted negation (scores 0.42: a failure)."""
 
 _STOP = frozenset(
     """a an the and or but if then else of to in on at by for with from as is are was were be been
@@ -46,7 +64,16 @@ _NUMBER_WORDS = {
     "fifty": "50", "sixty": "60", "seventy": "70", "eighty": "80", "ninety": "90",
     "hundred": "100",
 }  # fmt: skip
+_NEGATIONS = frozenset(
+    "not no never none nothing neither nor cannot without nobody nowhere".split()
+)
+# a response word that negates what follows it (no "no": "No, refunds are ..." opens a sentence)
+_NEGATORS = frozenset("not never cannot neither nor".split())
+_NEGATION_WINDOW = 3
 _NON_WORD = re.compile(r"[^\w.]+|(?<!\d)\.|\.(?!\d)")
+_LETTER_DIGIT = re.compile(r"(?<=[^\W\d_])(?=\d)|(?<=\d)(?=[^\W\d_])")
+_NOT = re.compile(r"n[’']t\b")
+_NUMBER = re.compile(r"\d[\d.]*")
 _SUFFIXES = ("ations", "ation", "ings", "ing", "ies", "ied", "edly", "ed", "es", "ly", "s")
 
 
@@ -102,6 +129,7 @@ def _one_edit(a: str, b: str) -> bool:
     return swapped and a[i + 2 :] == b[i + 2 :]
 
 
+@lru_cache(maxsize=262144)
 def _fuzzy_equal(a: str, b: str) -> bool:
     if a == b:
         return True
@@ -115,18 +143,20 @@ def _fuzzy_equal(a: str, b: str) -> bool:
     return 2 * len(ta & tb) / (len(ta) + len(tb)) >= 0.75
 
 
-def _matched(needles: Iterable[str], haystack: set[str]) -> int:
-    count = 0
-    for token in needles:
-        if token in haystack or any(_fuzzy_equal(token, other) for other in haystack):
-            count += 1
-    return count
+def _found(token: str, haystack: frozenset[str]) -> bool:
+    return token in haystack or any(_fuzzy_equal(token, other) for other in haystack)
+
+
+def _matched(needles: Iterable[str], haystack: set[str] | frozenset[str]) -> int:
+    hay = frozenset(haystack)
+    return sum(1 for token in needles if _found(token, hay))
 
 
 def similarity(reference: str, response: str) -> float:
     """Recall-weighted (F2) fuzzy content-word overlap of ``response`` with ``reference``.
 
-    Returns a value in [0, 1]; 1.0 for identical content. Deterministic.
+    A symmetric-ish text similarity in [0, 1] (1.0 for identical content), used to find near
+    duplicates; the judge scores with :func:`match` instead. Deterministic.
     """
     ref = set(content_tokens(reference))
     got = set(content_tokens(response))
@@ -146,11 +176,123 @@ def similarity(reference: str, response: str) -> float:
     return round(min(1.0, score), 6)
 
 
+@dataclass(frozen=True)
+class _Text:
+    """A text prepared once for matching: its words (with stop words) and content tokens."""
+
+    words: tuple[str, ...]
+    tokens: frozenset[str]
+    numbers: frozenset[str]
+    negated: bool
+    literal: bool
+    """True when ``tokens`` are plain words: the text has no content word ("No", "Yes")."""
+
+
+def _fold(text: str) -> str:
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(c for c in text if not unicodedata.combining(c))
+    return _LETTER_DIGIT.sub(" ", _NOT.sub(" not", text))
+
+
+@lru_cache(maxsize=65536)
+def _prepare(text: str) -> _Text:
+    folded = _fold(text)
+    words = tuple(_NUMBER_WORDS.get(w, w) for w in normalize(folded).split())
+    tokens = frozenset(content_tokens(folded))
+    literal = not tokens
+    if literal:  # a reference made of stop words only ("No", "Yes"): match its words
+        tokens = frozenset(words)
+    numbers = frozenset(t for t in tokens if _NUMBER.fullmatch(t))
+    return _Text(words, tokens, numbers, any(w in _NEGATIONS for w in words), literal)
+
+
+@dataclass(frozen=True)
+class Match:
+    """How well a response matches one reference (see the module doc)."""
+
+    reference: str
+    coverage: float
+    """Share of the reference's content words found in the response, after fact caps."""
+    missing_numbers: tuple[str, ...] = ()
+    negation: str | None = None
+    """Why the negation rule capped the coverage, or None."""
+
+    @property
+    def score(self) -> float:
+        """The coverage on the judge's scale: :data:`PASS_COVERAGE` maps to 0.7."""
+        return coverage_to_score(self.coverage)
+
+
+def coverage_to_score(coverage: float) -> float:
+    """Rescale a coverage so that :data:`PASS_COVERAGE` lands on :data:`DEFAULT_THRESHOLD`."""
+    if coverage <= PASS_COVERAGE:
+        value = DEFAULT_THRESHOLD * coverage / PASS_COVERAGE
+    else:
+        value = DEFAULT_THRESHOLD + (1 - DEFAULT_THRESHOLD) * (coverage - PASS_COVERAGE) / (
+            1 - PASS_COVERAGE
+        )
+    return round(min(1.0, max(0.0, value)), 6)
+
+
+def _negates_reference(response: _Text, reference: _Text) -> bool:
+    words = response.words
+    for i, word in enumerate(words):
+        if word in _NEGATORS:
+            following = (_stem(w) for w in words[i + 1 : i + 1 + _NEGATION_WINDOW])
+            if any(w in reference.tokens for w in following):
+                return True
+    return False
+
+
+def match(reference: str, response: str) -> Match:
+    """Coverage of ``reference`` by ``response`` with the number and negation rules."""
+    ref, got = _prepare(reference), _prepare(response)
+    if not ref.tokens:  # an empty reference: only an empty answer matches it
+        return Match(reference, 1.0 if not got.words else 0.0)
+    if not got.words:
+        return Match(reference, 0.0)
+    haystack = got.tokens | frozenset(got.words) if ref.literal else got.tokens
+    coverage = _matched(ref.tokens, haystack) / len(ref.tokens)
+    missing = tuple(sorted(ref.numbers - got.tokens))
+    negation = None
+    if ref.negated and not got.negated:
+        negation = "the expected answer is negated, the response is not"
+    elif not ref.negated and _negates_reference(got, ref):
+        negation = "the response negates the expected answer"
+    if missing or negation:
+        coverage = min(coverage, FACT_CAP)
+    return Match(reference, round(coverage, 6), missing, negation)
+
+
+def best_match(references: Sequence[str], response: str) -> Match:
+    """The best :func:`match` over several acceptable references (the first wins a tie)."""
+    if not references:
+        raise ValueError("best_match needs at least one reference")
+    best = match(references[0], response)
+    for reference in references[1:]:
+        if best.coverage >= 1.0:
+            break
+        candidate = match(reference, response)
+        if candidate.coverage > best.coverage:
+            best = candidate
+    return best
+
+
+def _explain(found: Match, n_references: int) -> str:
+    which = f" (best of {n_references} references: {found.reference!r})" if n_references > 1 else ""
+    text = f"covers {found.coverage:.0%} of the expected answer's content words{which}"
+    if found.missing_numbers:
+        text += f"; missing number(s): {', '.join(found.missing_numbers)}"
+    if found.negation:
+        text += f"; {found.negation}"
+    return text
+
+
 @dataclass
 class SimilarityJudge:
-    """The built-in ``local`` judge: reference-based similarity against ``ground_truth``.
+    """The built-in ``local`` judge: coverage of the case's references (``ground_truth``).
 
-    A case without ``ground_truth`` is judged by its checks alone (the plugin handles that: this
+    A case without a reference is judged by its checks alone (the plugin handles that: this
     judge then returns score 1.0 with reasoning saying so, and the verdict is marked checks_only).
     """
 
@@ -165,10 +307,17 @@ class SimilarityJudge:
         return 0.0
 
     def score(self, case: Case, response: str) -> JudgeResult:
-        if case.ground_truth is None:
+        references = case.references or (
+            (case.ground_truth,) if case.ground_truth is not None else ()
+        )
+        if not references:
             return JudgeResult(score=1.0, reasoning="no ground_truth: judged by checks alone")
-        value = similarity(case.ground_truth, response)
+        found = best_match(references, response)
+        modes: tuple[str, ...] = ()
+        if found.missing_numbers:
+            modes += ("missing_number",)
+        if found.negation:
+            modes += ("contradicts_negation",)
         return JudgeResult(
-            score=value,
-            reasoning=f"content-word similarity to the expected answer: {value:.2f}",
+            score=found.score, reasoning=_explain(found, len(references)), failure_modes=modes
         )

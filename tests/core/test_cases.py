@@ -118,6 +118,50 @@ BAD_LINES: list[tuple[str, bytes, str | None, str]] = [
     ("id-null", b'{"id": null, "question": "q"}', "id", "not of type 'string'"),
     ("id-with-double-colon", line(id="a::b", question="q").encode(), "id", "does not match"),
     ("empty-question", line(question="").encode(), "question", "non-empty"),
+    ("ground-truth-empty-list", line(question="q", ground_truth=[]).encode(), "ground_truth", ""),
+    (
+        "ground-truth-list-of-numbers",
+        line(question="q", ground_truth=["a", 3]).encode(),
+        "ground_truth[1]",
+        "",
+    ),
+    ("human-verdict-unknown", line(question="q", human_verdict="ok").encode(), "human_verdict", ""),
+    # lone surrogates (issue #11 item 2): escaped in JSON, anywhere in the line
+    ("surrogate-question", b'{"question": "caf\\ud800?"}', "question", "lone surrogate"),
+    ("surrogate-id", b'{"id": "a\\udfff", "question": "q"}', "id", "lone surrogate"),
+    (
+        "surrogate-ground-truth",
+        b'{"question": "q", "ground_truth": ["ok", "\\ud83d"]}',
+        "ground_truth[1]",
+        "lone surrogate",
+    ),
+    ("surrogate-rubric", b'{"question": "q", "rubric": "\\uDC00"}', "rubric", "lone surrogate"),
+    (
+        "surrogate-message",
+        b'{"messages": [{"role": "user", "content": "\\ud800"}]}',
+        "messages[0].content",
+        "lone surrogate",
+    ),
+    (
+        "surrogate-metadata-key",
+        b'{"question": "q", "metadata": {"\\ud800": 1}}',
+        "metadata.\ud800",
+        "key contains a lone surrogate",
+    ),
+    (
+        "surrogate-check",
+        b'{"question": "q", "checks": [{"type": "contains", "value": "\\ud800"}]}',
+        "checks[0].value",
+        "lone surrogate",
+    ),
+    # nesting (issue #11 item 13)
+    (
+        "deep-metadata",
+        b'{"question": "q", "metadata": {"a": ' + b"[" * 70 + b"]" * 70 + b"}}",
+        "metadata.a" + "[0]" * 62,
+        "nested deeper than 64",
+    ),
+    ("very-deep-line", b'{"question": "q", "metadata": ' + b"[" * 100_000, None, "nested deeper"),
 ]
 
 
@@ -294,9 +338,20 @@ _value = st.one_of(
     st.lists(_scalar, max_size=3),
     st.dictionaries(_text, _scalar, max_size=2),
     st.sampled_from([0, 0.5, 1, 1.0, -0.0, 1e-9, 1.0000001, "a" * 201, "a" * 200]),
+    st.sampled_from(["pass", "fail", "Pass", [], [""], ["a", "b"], ["a", None], [["a"]]]),
 )
 _key = st.sampled_from(
-    ["id", "question", "ground_truth", "rubric", "tags", "difficulty", "threshold", "metadata"]
+    [
+        "id",
+        "question",
+        "ground_truth",
+        "rubric",
+        "tags",
+        "difficulty",
+        "threshold",
+        "metadata",
+        "human_verdict",
+    ]
 )
 
 
@@ -322,7 +377,10 @@ def test_fast_path_never_accepts_what_the_schema_rejects(obj: dict[str, Any], ad
             ),
             "threshold": st.floats(min_value=0, max_value=1),
             "difficulty": st.sampled_from(["easy", "medium", "hard", "adversarial"]),
-            "ground_truth": st.text(max_size=10),
+            "ground_truth": st.one_of(
+                st.text(max_size=10), st.lists(st.text(max_size=5), min_size=1, max_size=3)
+            ),
+            "human_verdict": st.sampled_from(["pass", "fail"]),
         },
     )
 )
@@ -330,3 +388,68 @@ def test_fast_path_and_schema_agree_on_valid_lines(obj: dict[str, Any]) -> None:
     """Both paths must accept ordinary valid lines (the fast path would be useless otherwise)."""
     assert _validator().is_valid(obj)
     assert _fast_valid(obj)
+
+
+# -- several references and human labels (issue #12) ---------------------------------------------
+
+
+def test_ground_truth_may_be_a_list_of_acceptable_answers() -> None:
+    [case] = parse(line(id="a", question="Who?", ground_truth=["Steven Spielberg", "Spielberg"]))
+    assert isinstance(case, Case)
+    assert case.ground_truth == "Steven Spielberg"  # the first, for code that reads one
+    assert case.references == ("Steven Spielberg", "Spielberg")
+    [single] = parse(GOOD)
+    assert isinstance(single, Case) and single.references == ("30 days.",)
+    [none] = parse(line(question="Hi?"))
+    assert isinstance(none, Case) and none.references == () and none.ground_truth is None
+
+
+def test_references_and_ground_truth_stay_consistent_when_built_in_code() -> None:
+    assert Case(id="a", question="q", ground_truth="x").references == ("x",)
+    assert Case(id="a", question="q", references=("x", "y")).ground_truth == "x"
+    moved = Case(id="a", question="q", ground_truth="y", references=("x", "y"))
+    assert moved.references == ("y", "x")  # ground_truth is always the first reference
+    assert Case(id="a", question="q").references == ()
+
+
+def test_several_references_change_the_cache_key_one_does_not() -> None:
+    one = Case(id="a", question="q", ground_truth="x")
+    assert "references" not in one.content_key()  # existing cache entries stay valid
+    two = Case(id="a", question="q", references=("x", "y"))
+    assert two.content_key()["references"] == ["x", "y"] and two.content_key() != one.content_key()
+
+
+def test_human_verdict() -> None:
+    [labelled] = parse(line(id="a", question="q", ground_truth="x", human_verdict="fail"))
+    assert isinstance(labelled, Case)
+    assert labelled.human_verdict == "fail" and labelled.human_passed is False
+    [plain] = parse(GOOD)
+    assert isinstance(plain, Case) and plain.human_verdict is None and plain.human_passed is None
+    # a label is not part of what the judge sees: the cache key ignores it
+    assert labelled.content_key() == Case(id="a", question="q", ground_truth="x").content_key()
+    with pytest.raises(ValueError):
+        Case(id="a", question="q", human_verdict="maybe")  # type: ignore[arg-type]
+
+
+def test_structure_errors_come_before_schema_errors_and_go_through_validate_case_dict() -> None:
+    with pytest.raises(CaseError, match="lone surrogate"):
+        validate_case_dict({"question": "q", "metadata": {"k": ["\ud800"]}})
+    deep: Any = "x"
+    for _ in range(80):
+        deep = [deep]
+    with pytest.raises(CaseError, match="nested deeper than 64"):
+        validate_case_dict({"question": "q", "metadata": {"k": deep}})
+
+
+def test_nesting_up_to_the_limit_is_fine() -> None:
+    ok = b'{"question": "q", "metadata": {"a": ' + b"[" * 62 + b"]" * 62 + b"}}"
+    [case] = parse(ok)
+    assert isinstance(case, Case)
+    assert isinstance(
+        parse(ok.replace(b"[" * 62, b"[" * 63).replace(b"]" * 62, b"]" * 63))[0], CaseError
+    )
+
+
+def test_a_surrogate_pair_is_ordinary_text() -> None:
+    [case] = parse(b'{"question": "\\ud83d\\ude00 ok?", "ground_truth": "\\ud83d\\ude00"}')
+    assert isinstance(case, Case) and case.question == "\U0001f600 ok?"

@@ -22,8 +22,17 @@ RULES = RuleSettings()
 LONG_OK = "You have thirty days from delivery to ask for a refund."
 
 
-def case(*checks: dict[str, Any], threshold: float | None = None) -> Case:
-    return Case(id="c", question="q?", ground_truth="x", checks=checks, threshold=threshold)
+def case(
+    *checks: dict[str, Any], threshold: float | None = None, ground_truth: str | None = "x"
+) -> Case:
+    return Case(
+        id="c", question="q?", ground_truth=ground_truth, checks=checks, threshold=threshold
+    )
+
+
+def free(*checks: dict[str, Any], threshold: float | None = None) -> Case:
+    """A case without a reference: the only kind the minimum-length rule applies to."""
+    return case(*checks, threshold=threshold, ground_truth=None)
 
 
 @pytest.mark.parametrize(
@@ -84,6 +93,69 @@ def test_json_schema_check_on_a_non_json_response() -> None:
     assert failure is not None and failure.startswith("json_schema: response is not JSON")
 
 
+CATASTROPHIC = "a" * 41 + "!"
+
+
+@pytest.mark.parametrize("pattern", [r"(a|aa)+$", r"(a|a)*$", r"(\w|\w\w)+$"])
+def test_a_catastrophic_regex_fails_its_check_in_bounded_time(
+    pattern: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from pytest_llmeval.core import checks
+
+    monkeypatch.setattr(checks, "CHECK_TIMEOUT", 0.2)
+    start = time.monotonic()
+    failure = run_check({"type": "regex", "value": pattern}, CATASTROPHIC)
+    assert time.monotonic() - start < 5
+    assert failure is not None and "ran past 0.2 s" in failure and failure.startswith("regex")
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "string", "pattern": r"(a|aa)+$"},
+        {"type": "object", "properties": {"k": {"type": "string", "pattern": r"(a|aa)+$"}}},
+        {"type": "object", "patternProperties": {r"(a|aa)+$": {"type": "string"}}},
+        {
+            "type": "object",
+            "patternProperties": {r"(a|aa)+$": {}},
+            "additionalProperties": False,
+        },
+    ],
+)
+def test_a_catastrophic_pattern_inside_a_json_schema_is_bounded_too(
+    schema: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+    import time
+
+    from pytest_llmeval.core import checks
+
+    monkeypatch.setattr(checks, "CHECK_TIMEOUT", 0.2)
+    document = (
+        CATASTROPHIC if schema["type"] == "string" else {"k": CATASTROPHIC, CATASTROPHIC: "v"}
+    )
+    start = time.monotonic()
+    failure = run_check({"type": "json_schema", "value": schema}, json.dumps(document))
+    assert time.monotonic() - start < 5
+    assert failure is not None and failure.startswith("json_schema") and "ran past" in failure
+
+
+def test_bounded_json_schema_keywords_still_validate() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"id": {"type": "string", "pattern": "^[a-z]+$"}},
+        "patternProperties": {"^x-": {"type": "integer"}},
+        "additionalProperties": False,
+    }
+    check = {"type": "json_schema", "value": schema}
+    assert run_check(check, '{"id": "abc", "x-n": 3}') is None
+    assert "does not match" in (run_check(check, '{"id": "ABC"}') or "")
+    assert "x-n" in (run_check(check, '{"x-n": "three"}') or "")
+    assert "other" in (run_check(check, '{"other": 1}') or "")
+
+
 def test_word_count() -> None:
     assert word_count("") == 0
     assert word_count("  one\ttwo\nthree  ") == 3
@@ -101,24 +173,35 @@ def test_passing_verdict() -> None:
 
 
 def test_too_short_caps_the_score_at_0_3_and_fails() -> None:
-    v = finalize(case(), "Thirty days.", JudgeResult(score=1.0), JUDGE, RULES)
+    v = finalize(free(), "Thirty days.", JudgeResult(score=1.0), JUDGE, RULES)
     assert TOO_SHORT_CAP == 0.3
     assert v.score == 0.3
     assert not v.passed
     assert "too_short" in v.failure_modes
     # the cap is a cap, not a floor
-    low = finalize(case(), "No.", JudgeResult(score=0.1), JUDGE, RULES)
+    low = finalize(free(), "No.", JudgeResult(score=0.1), JUDGE, RULES)
     assert low.score == 0.1
 
 
 def test_too_short_fails_even_with_a_low_threshold() -> None:
-    v = finalize(case(threshold=0.2), "Thirty days.", JudgeResult(score=1.0), JUDGE, RULES)
+    v = finalize(free(threshold=0.2), "Thirty days.", JudgeResult(score=1.0), JUDGE, RULES)
     assert v.score == 0.3 and not v.passed and "too_short" in v.failure_modes
+
+
+@pytest.mark.parametrize("answer", ["Steven Spielberg", "Spielberg", "30 days."])
+def test_a_short_answer_is_not_too_short_when_there_is_a_reference(answer: str) -> None:
+    """With a reference the judge compares against it: a two-word reference must not make a
+    two-word answer fail (issue #12: every correct short answer failed)."""
+    short_ref = case(ground_truth="Steven Spielberg")
+    v = finalize(short_ref, answer, JudgeResult(score=0.9), JUDGE, RULES)
+    assert v.passed and v.score == 0.9 and "too_short" not in v.failure_modes
+    several = Case(id="c", question="q?", references=("Spielberg", "Steven Spielberg"))
+    assert finalize(several, answer, JudgeResult(score=0.9), JUDGE, RULES).passed
 
 
 def test_word_bounds_are_configurable() -> None:
     rules = RuleSettings(min_words=2, max_words=3)
-    short = finalize(case(), "Thirty days.", JudgeResult(score=1.0), JUDGE, rules)
+    short = finalize(free(), "Thirty days.", JudgeResult(score=1.0), JUDGE, rules)
     assert short.passed and short.score == 1.0
     long = finalize(case(), "one two three four", JudgeResult(score=1.0), JUDGE, rules)
     assert "too_long" in long.failure_modes

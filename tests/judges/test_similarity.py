@@ -1,4 +1,5 @@
-"""The local judge: paraphrase and typo tolerance, numbers as facts, determinism, edge cases."""
+"""The local judge: paraphrase and typo tolerance, numbers and negations as facts, several
+references, short answers, determinism, edge cases."""
 
 from __future__ import annotations
 
@@ -9,10 +10,16 @@ import sys
 import pytest
 
 from pytest_llmeval.core.cases import Case
+from pytest_llmeval.core.checks import RuleSettings, finalize
 from pytest_llmeval.judges.similarity import (
+    FACT_CAP,
+    PASS_COVERAGE,
     PROMPT_VERSION,
     SimilarityJudge,
+    best_match,
     content_tokens,
+    coverage_to_score,
+    match,
     normalize,
     similarity,
 )
@@ -140,7 +147,7 @@ def test_the_judge() -> None:
     case = Case(id="r", question="Refund window?", ground_truth=REF)
     good = judge.score(case, "Refunds are accepted within thirty days of delivery.")
     assert good.score == 1.0
-    assert "1.00" in good.reasoning
+    assert "covers 100%" in good.reasoning
     assert good.passed is None  # the threshold decides
     bad = judge.score(case, "Our office is closed on public holidays.")
     assert bad.score == 0.0
@@ -151,3 +158,109 @@ def test_the_judge_without_ground_truth_defers_to_checks() -> None:
     result = SimilarityJudge().score(case, "anything")
     assert result.score == 1.0
     assert "checks alone" in result.reasoning
+
+
+# -- the judge's decision (issue #12): through the same path as the plugin -----------------------
+
+
+def verdict(references: str | tuple[str, ...], response: str) -> bool:
+    refs = (references,) if isinstance(references, str) else references
+    case = Case(id="c", question="q?", references=refs)
+    judge = SimilarityJudge()
+    return finalize(
+        case, response, judge.score(case, response), judge.identity, RuleSettings()
+    ).passed
+
+
+def test_the_version_is_bumped_so_old_verdicts_never_replay() -> None:
+    assert PROMPT_VERSION != "sim-1"
+
+
+@pytest.mark.parametrize(
+    ("reference", "answer"),
+    [
+        ("Steven Spielberg", "Steven Spielberg"),  # the exact match the old rule failed
+        ("Steven Spielberg", "Spielberg"),  # half of a name
+        ("Steven Spielberg", "The film was directed by Steven Spielberg in 1993."),
+        ("Chateau d'If", "Château d'If"),  # accents folded
+        ("10", "Season 4 has a total of10 episodes."),  # letters split from digits
+        (REF, "Thirty days from delivery."),
+        (REF, "You can get a refund within 30 days of delivery; after that, sorry, no."),
+    ],
+)
+def test_correct_answers_pass_at_the_defaults(reference: str, answer: str) -> None:
+    assert verdict(reference, answer)
+
+
+@pytest.mark.parametrize(
+    ("reference", "answer"),
+    [
+        ("Steven Spielberg", "George Lucas"),
+        ("July 2, 1776", "The Congress voted on July 4, 1776."),  # every number counts
+        ("3.5 acres", "About 3 acres."),
+        (REF, "Refunds are accepted within 14 days of delivery."),
+        (REF, "Refunds are not accepted."),  # a negated reference word
+        (REF, "Refunds aren't accepted, even within 30 days of delivery."),
+        ("Refunds are not possible after 30 days.", "Refunds are possible after 30 days."),
+        (REF, ""),
+        (REF, "Our office is closed on public holidays."),
+    ],
+)
+def test_wrong_answers_fail_at_the_defaults(reference: str, answer: str) -> None:
+    assert not verdict(reference, answer)
+
+
+def test_numbers_and_negations_are_reported() -> None:
+    missing = match("July 2, 1776", "July 4, 1776")
+    assert missing.missing_numbers == ("2",) and missing.coverage <= FACT_CAP
+    negated = match(REF, "Refunds are not accepted within 30 days of delivery.")
+    assert negated.negation is not None and negated.coverage <= FACT_CAP
+    case = Case(id="c", question="q?", ground_truth="July 2, 1776")
+    result = SimilarityJudge().score(case, "July 4, 1776")
+    assert "missing_number" in result.failure_modes and "missing number(s): 2" in result.reasoning
+    both = match("Refunds are not possible.", "No: refunds are not possible.")
+    assert both.negation is None and both.coverage == 1.0
+
+
+def test_a_yes_no_reference_matches_its_words() -> None:
+    assert verdict("No", "No, that is not possible.")
+    assert not verdict("Yes", "No, that is not possible.")
+
+
+def test_several_references_take_the_best() -> None:
+    refs = ("Jennifer Aniston", "Jen Aniston", "Rachel Green")
+    found = best_match(refs, "It was Rachel Green, of course.")
+    assert found.reference == "Rachel Green" and found.coverage == 1.0
+    assert verdict(refs, "It was Rachel Green, of course.")
+    assert not verdict(refs, "Monica Geller")
+    case = Case(id="c", question="q?", references=refs)
+    result = SimilarityJudge().score(case, "Rachel Green")
+    assert "best of 3 references: 'Rachel Green'" in result.reasoning
+    with pytest.raises(ValueError):
+        best_match((), "x")
+
+
+def test_the_score_scale_puts_half_coverage_on_the_default_threshold() -> None:
+    assert PASS_COVERAGE == 0.5
+    assert coverage_to_score(0.0) == 0.0
+    assert coverage_to_score(PASS_COVERAGE) == THRESHOLD
+    assert coverage_to_score(1.0) == 1.0
+    values = [coverage_to_score(c / 20) for c in range(21)]
+    assert values == sorted(values)  # monotone: a user's own threshold keeps its meaning
+    assert coverage_to_score(FACT_CAP) < THRESHOLD
+
+
+def test_the_judge_is_deterministic_across_processes() -> None:
+    code = (
+        "from pytest_llmeval.judges.similarity import best_match as b;"
+        "print(repr(b(('Refunds within 30 days', 'thirty days'),"
+        " 'Refnuds are accepted for thirty days, not more.').coverage))"
+    )
+    outputs = set()
+    for seed in ("0", "7"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+        )
+        outputs.add(out.stdout.strip())
+    assert len(outputs) == 1, outputs
