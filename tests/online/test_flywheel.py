@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from pytest_llmeval.core.cases import iter_cases, validate_case_dict
-from pytest_llmeval.flywheel import (
+from pytest_llmeval.online.flywheel import (
     allocate,
     append_lines_atomically,
     case_files,

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from pytest_llmeval import online
+from pytest_llmeval.online import store as online_store
 from pytest_llmeval.online import (
     EventStore,
     RecordError,
@@ -339,7 +340,7 @@ def test_a_failure_midway_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Mon
     records = [resp("r1", "s1", T0)] + [ev("copy", "r1", T0 + i) for i in range(10)]
     path = write_jsonl(tmp_path / "e.jsonl", records)
     s = EventStore(tmp_path / "db.sqlite3")
-    monkeypatch.setattr(online, "_CHUNK", 3)
+    monkeypatch.setattr(online_store, "_CHUNK", 3)
     calls = {"n": 0}
     real_flush = EventStore._flush
 
@@ -354,6 +355,7 @@ def test_a_failure_midway_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Mon
         s.ingest_file(path)
     assert calls["n"] == 3  # two chunks had been written inside the transaction
     assert s.counts() == {"responses": 0, "events": 0, "failures": 0}
+    assert s.query("SELECT COUNT(*) FROM facts")[0][0] == 0
 
 
 def test_blank_lines_bom_and_crlf(tmp_path: Path) -> None:

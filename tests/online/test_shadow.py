@@ -13,7 +13,7 @@ from pytest_llmeval.core.verdict import JudgeIdentity, PairwiseResult
 from pytest_llmeval.judges.base import PairwiseJudge
 from pytest_llmeval.judges.pairwise_local import LocalPairwiseJudge
 from pytest_llmeval.online import EventStore
-from pytest_llmeval.shadow import (
+from pytest_llmeval.online.shadow import (
     ShadowEvaluator,
     ShadowItem,
     aggregate,

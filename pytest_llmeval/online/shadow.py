@@ -33,7 +33,8 @@ from typing import Any, Literal
 from pytest_llmeval.core.cases import Case, Message, content_id
 from pytest_llmeval.core.verdict import PairwiseResult
 from pytest_llmeval.judges.base import PairwiseJudge
-from pytest_llmeval.online import EventStore, Window, wilson_ci
+from pytest_llmeval.online.store import EventStore
+from pytest_llmeval.online.values import Window, wilson_ci
 
 Recommendation = Literal["promote_shadow", "keep_production", "inconclusive"]
 Side = Literal["production", "shadow", "tie"]

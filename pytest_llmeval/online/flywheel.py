@@ -42,7 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_llmeval.online import DEFAULT_MAX_DELAY_S, EventStore, Window, iso
+from pytest_llmeval.online.store import EventStore
+from pytest_llmeval.online.values import DEFAULT_MAX_DELAY_S, Window, iso
 
 CASE_GLOB = "llmeval_*.jsonl"
 DEFAULT_SIMILARITY = 0.9

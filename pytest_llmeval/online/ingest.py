@@ -1,0 +1,90 @@
+"""Reading an ingest file: JSON lines to rows, bad lines to ``file:line`` errors.
+
+Every line is decoded on its own (joining lines into one JSON array decodes faster, but a
+line that is not one complete value could then merge with its neighbour unnoticed). A bad
+line, whatever is wrong with it (invalid UTF-8, a lone surrogate, nesting deeper than the
+decoder allows, a field), is reported with its file and line and the next line is read.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import IO, Any
+
+from pytest_llmeval.online.records import Row, parse_record
+from pytest_llmeval.online.values import LineError, RecordError
+
+_JSON_WS = b" \t\r\n"
+_WS_BYTES = (b" ", b"\t", b"\r", b"\n")
+_BOM = b"\xef\xbb\xbf"
+_DECODE = json.JSONDecoder().raw_decode
+
+
+def _surrogate(value: Any) -> bool:
+    """True when a string in ``value`` holds a lone surrogate (only a ``\\u`` escape makes one)."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _record(obj: Any, raw: bytes) -> Row:
+    if b"\\u" in raw and _surrogate(obj):
+        raise RecordError(None, "contains a lone surrogate (a \\ud800-\\udfff escape): not text")
+    try:
+        return parse_record(obj)
+    except RecursionError:
+        raise RecordError(None, "nested too deeply") from None
+
+
+def _decode_line(raw: bytes) -> Any:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecordError(None, f"not UTF-8: {exc.reason} at byte {exc.start + 1}") from None
+    try:
+        obj, end = _DECODE(text)
+    except RecursionError:
+        raise RecordError(None, "invalid JSON: nested too deeply") from None
+    except ValueError as exc:
+        raise RecordError(None, f"invalid JSON: {exc}") from None
+    if end != len(text):
+        raise RecordError(None, f"invalid JSON: extra data at column {end + 1}")
+    return obj
+
+
+class LineReader:
+    """Rows of one open file; bad lines go to ``errors``; ``lines`` counts non-blank lines.
+
+    With ``strict``, rows stop coming after the first bad line (the caller rejects the file)
+    but every line is still read, so every bad line is reported.
+    """
+
+    def __init__(self, handle: IO[bytes], name: str, *, strict: bool = False) -> None:
+        self.handle = handle
+        self.name = name
+        self.strict = strict
+        self.errors: list[LineError] = []
+        self.lines = 0
+
+    def _bad(self, lineno: int, exc: RecordError) -> None:
+        self.errors.append(LineError(self.name, lineno, exc.field, exc.message))
+
+    def __iter__(self) -> Iterator[Row]:
+        for lineno, raw in enumerate(self.handle, start=1):
+            if lineno == 1 and raw.startswith(_BOM):
+                raw = raw[len(_BOM) :]
+            if raw[:1] in _WS_BYTES or raw[-1:] in _WS_BYTES:
+                raw = raw.strip(_JSON_WS)
+                if not raw:
+                    continue
+            self.lines += 1
+            try:
+                row = _record(_decode_line(raw), raw)
+            except RecordError as exc:
+                self._bad(lineno, exc)
+                continue
+            if not (self.strict and self.errors):
+                yield row

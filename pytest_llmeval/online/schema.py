@@ -1,0 +1,219 @@
+"""The event store's SQLite schema, its migrations and the aggregates kept at ingest.
+
+Version 1 held ``responses``, ``events`` and ``failures``. Version 2 adds two tables that
+ingest maintains so the dashboard never reads the events themselves:
+
+* ``facts``: one row per shown response, clustered by session (``skey`` is the session id,
+  ``''`` without one) with its group columns and its signals: the first ``copy``, the last
+  ``rephrase_retry`` (with the smallest given delay and the first retry without one), the last
+  thumbs-up and thumbs-down, the first ``continue`` and ``task_complete``. A session's own
+  events (no ``response_id``) sit in a row with ``response_id = ''`` and no ``ts``.
+* ``pending``: the same signals for response ids that have events but no stored response yet
+  (the dashboard's ``unattributed_events``); they move into ``facts`` when the response comes.
+
+Every signal is a MIN or a MAX of event times, so merging is idempotent and independent of the
+order in which lines arrive: ingesting a file twice, or events before their response, gives
+the same aggregates as the events table would. Opening a version-1 store migrates it in one
+transaction (the events are kept; the aggregates are computed from them).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+SCHEMA_VERSION = 2
+
+# Events store absent optional fields as '' / -1 (rejected as real values) rather than NULL,
+# because they are part of the primary key and NULLs are never equal in SQL.
+_V1_TABLES = """
+CREATE TABLE IF NOT EXISTS responses (
+    response_id TEXT PRIMARY KEY NOT NULL,
+    session_id  TEXT,
+    user_id     TEXT,
+    variant     TEXT,
+    experiment  TEXT,
+    model       TEXT,
+    question    TEXT,
+    messages    TEXT,
+    response    TEXT,
+    ts          REAL NOT NULL,
+    metadata    TEXT
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS responses_ts ON responses (ts, variant, model, session_id);
+CREATE INDEX IF NOT EXISTS responses_session ON responses (session_id);
+CREATE TABLE IF NOT EXISTS events (
+    response_id TEXT NOT NULL,
+    type        TEXT NOT NULL,
+    ts          REAL NOT NULL,
+    session_id  TEXT NOT NULL,
+    delay_s     REAL NOT NULL,
+    metadata    TEXT NOT NULL,
+    event_id    TEXT NOT NULL,
+    PRIMARY KEY (response_id, type, ts, session_id, delay_s, metadata, event_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS events_session_only ON events (session_id, type, ts)
+    WHERE response_id = '';
+CREATE TABLE IF NOT EXISTS failures (
+    failure_id  TEXT PRIMARY KEY NOT NULL,
+    response_id TEXT,
+    session_id  TEXT,
+    question    TEXT,
+    messages    TEXT,
+    response    TEXT,
+    reason      TEXT NOT NULL,
+    source      TEXT NOT NULL,
+    ts          REAL NOT NULL,
+    metadata    TEXT
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS failures_ts ON failures (ts);
+"""
+
+SIGNALS = (
+    "copy_first",
+    "retry_last",
+    "retry_delay_min",
+    "retry_nodelay_first",
+    "up_last",
+    "down_last",
+    "continue_first",
+    "complete_first",
+)
+_MERGE = {name: "MIN" if name.endswith(("_first", "_min")) else "MAX" for name in SIGNALS}
+_SIGNAL_COLUMNS = ",\n    ".join(f"{name} REAL" for name in SIGNALS)
+
+_V2_TABLES = f"""
+CREATE TABLE IF NOT EXISTS facts (
+    skey        TEXT NOT NULL,
+    response_id TEXT NOT NULL,
+    ts          REAL,
+    variant     TEXT,
+    model       TEXT,
+    {_SIGNAL_COLUMNS},
+    PRIMARY KEY (skey, response_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS pending (
+    response_id TEXT PRIMARY KEY NOT NULL,
+    {_SIGNAL_COLUMNS}
+) WITHOUT ROWID;
+"""
+
+#: Per response id, the signals of a set of event rows (``{src}``: a table of event columns).
+AGGREGATE = """
+SELECT response_id,
+    MIN(CASE WHEN type = 'copy' THEN ts END),
+    MAX(CASE WHEN type = 'rephrase_retry' THEN ts END),
+    MIN(CASE WHEN type = 'rephrase_retry' AND delay_s >= 0 THEN delay_s END),
+    MIN(CASE WHEN type = 'rephrase_retry' AND delay_s < 0 THEN ts END),
+    MAX(CASE WHEN type = 'thumbs_up' THEN ts END),
+    MAX(CASE WHEN type = 'thumbs_down' THEN ts END),
+    MIN(CASE WHEN type = 'continue' THEN ts END),
+    MIN(CASE WHEN type = 'task_complete' THEN ts END)
+FROM {src} WHERE response_id != '' GROUP BY response_id
+"""
+_SESSION_AGGREGATE = """
+SELECT session_id, '', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    MIN(CASE WHEN type = 'continue' THEN ts END),
+    MIN(CASE WHEN type = 'task_complete' THEN ts END)
+FROM {src} WHERE response_id = '' AND type IN ('continue', 'task_complete')
+GROUP BY session_id
+"""
+
+
+def merged(name: str, old: str, new: str) -> str:
+    """SQL merging two values of a signal (NULL is "none yet")."""
+    return f"COALESCE({_MERGE[name]}({old}.{name}, {new}.{name}), {old}.{name}, {new}.{name})"
+
+
+def _upsert_signals(table: str, key: str) -> str:
+    sets = ", ".join(f"{n} = {merged(n, table, 'excluded')}" for n in SIGNALS)
+    return f"ON CONFLICT ({key}) DO UPDATE SET {sets}"
+
+
+_SIG = ", ".join(SIGNALS)
+_A_SIG = ", ".join(f"a.{n}" for n in SIGNALS)
+
+# -- upkeep after a chunk of events was staged in temp._ev --------------------------------------
+EVENTS_UPKEEP = (
+    "DELETE FROM temp._agg",
+    f"INSERT INTO temp._agg {AGGREGATE.format(src='temp._ev')}",
+    # signals of stored responses: into their facts row
+    "UPDATE facts SET "
+    + ", ".join(f"{n} = {merged(n, 'facts', 'a')}" for n in SIGNALS)
+    + " FROM temp._agg a JOIN responses r ON r.response_id = a.response_id"
+    " WHERE facts.skey = COALESCE(r.session_id, '') AND facts.response_id = a.response_id",
+    # the others wait in pending for their response
+    f"INSERT INTO pending (response_id, {_SIG}) SELECT a.response_id, {_A_SIG} FROM temp._agg a"
+    " WHERE NOT EXISTS (SELECT 1 FROM responses r WHERE r.response_id = a.response_id)"
+    f" {_upsert_signals('pending', 'response_id')}",
+    f"INSERT INTO facts (skey, response_id, ts, variant, model, {_SIG})"
+    f" {_SESSION_AGGREGATE.format(src='temp._ev')}"
+    f" {_upsert_signals('facts', 'skey, response_id')}",
+    "DELETE FROM temp._ev",
+)
+
+# -- upkeep after a chunk of responses was upserted; their ids are in temp._rid -------------------
+_MOVED = (
+    "SELECT r.response_id FROM temp._rid t JOIN responses r ON r.response_id = t.response_id"
+    " WHERE r.session_id IS NOT NULL"
+)
+RESPONSES_UPKEEP = (
+    # A response's facts row: its current columns, the signals it had under no session (a
+    # later record named the session) and those that waited in pending.
+    f"INSERT INTO facts (skey, response_id, ts, variant, model, {_SIG})"
+    " SELECT COALESCE(r.session_id, ''), r.response_id, r.ts, r.variant, r.model, "
+    + ", ".join(f"COALESCE({_MERGE[n]}(o.{n}, p.{n}), o.{n}, p.{n})" for n in SIGNALS)
+    + " FROM temp._rid t JOIN responses r ON r.response_id = t.response_id"
+    " LEFT JOIN facts o ON r.session_id IS NOT NULL AND o.skey = ''"
+    " AND o.response_id = r.response_id"
+    " LEFT JOIN pending p ON p.response_id = r.response_id WHERE true"
+    " ON CONFLICT (skey, response_id) DO UPDATE SET ts = excluded.ts,"
+    " variant = excluded.variant, model = excluded.model, "
+    + ", ".join(f"{n} = {merged(n, 'facts', 'excluded')}" for n in SIGNALS),
+    f"DELETE FROM facts WHERE skey = '' AND response_id IN ({_MOVED})",
+    "DELETE FROM pending WHERE response_id IN (SELECT response_id FROM temp._rid)",
+    "DELETE FROM temp._rid",
+)
+
+TEMP_TABLES = (
+    "CREATE TEMP TABLE IF NOT EXISTS _ev (response_id, type, ts, session_id, delay_s, metadata,"
+    " event_id)",
+    f"CREATE TEMP TABLE IF NOT EXISTS _agg (response_id TEXT PRIMARY KEY, {_SIG})",
+    "CREATE TEMP TABLE IF NOT EXISTS _rid (response_id TEXT PRIMARY KEY)",
+)
+
+
+def _script(conn: sqlite3.Connection, script: str) -> None:
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def create(conn: sqlite3.Connection) -> None:
+    """Create every table of the current version (inside the caller's transaction)."""
+    _script(conn, _V1_TABLES)
+    _script(conn, _V2_TABLES)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def migrate_1_to_2(conn: sqlite3.Connection) -> None:
+    """Add the aggregate tables to a version-1 store and fill them from its events (inside the
+    caller's transaction; nothing of version 1 is changed)."""
+    _script(conn, _V2_TABLES)
+    agg = AGGREGATE.format(src="events")
+    conn.execute(
+        f"INSERT INTO facts (skey, response_id, ts, variant, model, {_SIG})"
+        f" SELECT COALESCE(r.session_id, ''), r.response_id, r.ts, r.variant, r.model, {_A_SIG}"
+        f" FROM responses r LEFT JOIN ({agg}) a ON a.response_id = r.response_id"
+    )
+    conn.execute(
+        f"INSERT INTO facts (skey, response_id, ts, variant, model, {_SIG})"
+        f" {_SESSION_AGGREGATE.format(src='events')}"
+    )
+    conn.execute(
+        f"INSERT INTO pending (response_id, {_SIG}) SELECT * FROM ({agg}) a"
+        " WHERE NOT EXISTS (SELECT 1 FROM responses r WHERE r.response_id = a.response_id)"
+    )
+    conn.execute("PRAGMA user_version = 2")
+
+
+MIGRATIONS = {1: migrate_1_to_2}

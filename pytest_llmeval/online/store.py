@@ -1,0 +1,430 @@
+"""The event store: production responses, user events and logged failures in one SQLite file.
+
+Several processes may write at once: the database runs in WAL mode, every write is one
+``BEGIN IMMEDIATE`` transaction (writers queue instead of failing on a lock upgrade) that
+waits up to ``timeout`` seconds for the lock. Readers never wait for writers.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sqlite3
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pytest_llmeval.online import metrics as _metrics
+from pytest_llmeval.online import schema
+from pytest_llmeval.online.ingest import LineReader
+from pytest_llmeval.online.metrics import UserCounts, check_metric
+from pytest_llmeval.online.recording import Recorder
+from pytest_llmeval.online.records import EventRow, FailureRow, ResponseRow, Row, parse_record
+from pytest_llmeval.online.values import (
+    DEFAULT_COMPLETION_EVENT,
+    DEFAULT_DB_PATH,
+    DEFAULT_MAX_DELAY_S,
+    NO_GROUP,
+    IngestReport,
+    MetricValue,
+    RecordError,
+    StoreError,
+    Window,
+)
+
+# Fill what an earlier partial record (e.g. a bare ``response_shown``) left empty; otherwise the
+# first value stays, and the shown time is the earliest seen. The WHERE skips rewriting rows a
+# repeated record would not change (re-ingesting a file then writes nothing).
+_UPSERT_RESPONSE = """
+INSERT INTO responses (response_id, session_id, user_id, variant, experiment, model, question,
+                       messages, response, ts, metadata)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (response_id) DO UPDATE SET
+    session_id = COALESCE(responses.session_id, excluded.session_id),
+    user_id    = COALESCE(responses.user_id, excluded.user_id),
+    variant    = COALESCE(responses.variant, excluded.variant),
+    experiment = COALESCE(responses.experiment, excluded.experiment),
+    model      = COALESCE(responses.model, excluded.model),
+    question   = COALESCE(responses.question, excluded.question),
+    messages   = COALESCE(responses.messages, excluded.messages),
+    response   = COALESCE(responses.response, excluded.response),
+    ts         = MIN(responses.ts, excluded.ts),
+    metadata   = COALESCE(responses.metadata, excluded.metadata)
+WHERE excluded.ts < responses.ts
+   OR (responses.session_id IS NULL AND excluded.session_id IS NOT NULL)
+   OR (responses.user_id IS NULL AND excluded.user_id IS NOT NULL)
+   OR (responses.variant IS NULL AND excluded.variant IS NOT NULL)
+   OR (responses.experiment IS NULL AND excluded.experiment IS NOT NULL)
+   OR (responses.model IS NULL AND excluded.model IS NOT NULL)
+   OR (responses.question IS NULL AND excluded.question IS NOT NULL)
+   OR (responses.messages IS NULL AND excluded.messages IS NOT NULL)
+   OR (responses.response IS NULL AND excluded.response IS NOT NULL)
+   OR (responses.metadata IS NULL AND excluded.metadata IS NOT NULL)
+"""
+_INSERT_FAILURE = "INSERT OR IGNORE INTO failures VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_EVENTS = "INSERT OR IGNORE INTO events SELECT * FROM temp._ev"
+_CHUNK = 20_000
+
+Chunk = tuple[list[ResponseRow], list[EventRow], list[FailureRow]]
+
+
+class _Tx:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"the event store is busy or read-only: {exc}") from None
+        return self.conn
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+class EventStore(Recorder):
+    """Production responses and user events in SQLite, with metrics computed in SQL.
+
+    ``create=False`` refuses a missing file (readers should not create empty stores by
+    mistake). A store of an older schema version is migrated when opened.
+
+    Example::
+
+        store = EventStore(".llmeval/online.sqlite3")
+        store.record_response("r1", session_id="s1", user_id="u1", variant="control",
+                              question="How do refunds work?", response="Within 30 days.")
+        store.record_copy("s1", "r1")
+        store.dashboard(window=24 * 3600)["copy_rate"]["rate"]
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = DEFAULT_DB_PATH,
+        *,
+        create: bool = True,
+        timeout: float = 60.0,
+    ) -> None:
+        self.path = Path(path)
+        if not create and not self.path.is_file():
+            raise StoreError(f"no event store at {self.path} (run `llmeval online ingest` first)")
+        if create:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        # check_same_thread=False: ingest hands the connection to its insert thread (and
+        # waits for it), never using it from two threads at once.
+        self._conn = sqlite3.connect(
+            str(self.path), timeout=timeout, isolation_level=None, check_same_thread=False
+        )
+        try:
+            self._conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+            self._init_schema(create)
+            # In WAL mode NORMAL cannot corrupt the file; a power cut may lose the last commit.
+            self._conn.execute("PRAGMA synchronous = NORMAL")
+            # A big page cache keeps bulk inserts into the clustered event key from thrashing.
+            self._conn.execute("PRAGMA cache_size = -131072")
+            self._conn.execute("PRAGMA temp_store = MEMORY")
+            for statement in schema.TEMP_TABLES:
+                self._conn.execute(statement)
+        except sqlite3.DatabaseError as exc:
+            self._conn.close()
+            raise StoreError(f"{self.path} is not a usable event store: {exc}") from None
+        except StoreError:
+            self._conn.close()
+            raise
+
+    def _version(self) -> int:
+        return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def _init_schema(self, create: bool) -> None:
+        version = self._version()
+        if version > schema.SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} has event-store schema version {version}; this pytest-llmeval "
+                f"knows {schema.SCHEMA_VERSION} (upgrade pytest-llmeval)"
+            )
+        if version == schema.SCHEMA_VERSION:
+            return
+        if version == 0 and not create:
+            raise StoreError(f"{self.path} is not an event store (schema version {version})")
+        self._conn.execute("PRAGMA journal_mode = WAL")
+        with self._write():
+            # Re-read inside the write lock: another process may have done it meanwhile.
+            version = self._version()
+            if version == 0:
+                schema.create(self._conn)
+                return
+            while version < schema.SCHEMA_VERSION:
+                schema.MIGRATIONS[version](self._conn)
+                version = self._version()
+
+    # -- connection management ----------------------------------------------------------------
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> EventStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _write(self) -> _Tx:
+        return _Tx(self._conn)
+
+    def query(self, sql: str, params: Mapping[str, Any] | Sequence[Any] = ()) -> list[Any]:
+        """Run a read-only SQL statement on the store (for the flywheel, shadow and tests)."""
+        return self._conn.execute(sql, params).fetchall()
+
+    _query = query
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def _count(self, table: str) -> int:
+        return int(self._conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+
+    def _flush(
+        self, responses: list[ResponseRow], events: list[EventRow], failures: list[FailureRow]
+    ) -> tuple[int, int]:
+        """Insert buffered rows and keep the aggregates in step, in the open transaction;
+        returns (events, failures) added."""
+        conn = self._conn
+        added_events = added_failures = 0
+        if responses:
+            conn.executemany(_UPSERT_RESPONSE, responses)
+            conn.executemany(
+                "INSERT OR IGNORE INTO temp._rid VALUES (?)", [(r[0],) for r in responses]
+            )
+            for statement in schema.RESPONSES_UPKEEP:
+                conn.execute(statement)
+        if events:
+            conn.executemany("INSERT INTO temp._ev VALUES (?, ?, ?, ?, ?, ?, ?)", events)
+            added_events = conn.execute(_INSERT_EVENTS).rowcount
+            for statement in schema.EVENTS_UPKEEP:
+                conn.execute(statement)
+        if failures:
+            added_failures = conn.executemany(_INSERT_FAILURE, failures).rowcount
+        return added_events, added_failures
+
+    def _ingest_rows(
+        self, rows: Iterable[Row], *, threaded: bool = False
+    ) -> tuple[int, int, int, int]:
+        """Insert rows in the open transaction: (responses, events, failures, duplicates).
+
+        With ``threaded``, chunks are inserted by a helper thread while the caller's iterator
+        parses the next chunk: SQLite releases the GIL while it inserts, so parsing and
+        inserting overlap on two cores. The helper uses the connection alone until it is
+        joined, and an error in it is raised here.
+        """
+        before = self._count("responses")
+        added = [0, 0]
+        buffers: Chunk = ([], [], [])
+        total = 0
+
+        def insert(chunk: Chunk) -> None:
+            e, f = self._flush(*chunk)
+            added[0] += e
+            added[1] += f
+
+        work: queue.Queue[Chunk | None] = queue.Queue(maxsize=2)
+        failure: list[BaseException] = []
+
+        def writer() -> None:
+            while True:
+                chunk = work.get()
+                if chunk is None:
+                    return
+                if not failure:
+                    try:
+                        insert(chunk)
+                    except BaseException as exc:  # re-raised in the caller's thread
+                        failure.append(exc)
+
+        thread = threading.Thread(target=writer, name="llmeval-ingest", daemon=True)
+        if threaded:
+            thread.start()
+
+        def hand_over() -> None:
+            nonlocal buffers
+            if threaded:
+                work.put(buffers)
+                if failure:
+                    raise failure[0]
+            else:
+                insert(buffers)
+            buffers = ([], [], [])
+
+        try:
+            responses, events, failures = buffers
+            for kind, row in rows:
+                total += 1
+                if kind == "event":
+                    events.append(row)  # type: ignore[arg-type]
+                    if len(events) >= _CHUNK:
+                        hand_over()
+                        responses, events, failures = buffers
+                elif kind == "response":
+                    responses.append(row)  # type: ignore[arg-type]
+                else:
+                    failures.append(row)  # type: ignore[arg-type]
+            hand_over()
+        finally:
+            if threaded:
+                work.put(None)
+                thread.join()
+        if failure:
+            raise failure[0]
+        n_responses = self._count("responses") - before
+        n_events, n_failures = added
+        return n_responses, n_events, n_failures, total - n_responses - n_events - n_failures
+
+    def record_batch(self, records: Iterable[Mapping[str, Any]]) -> IngestReport:
+        """Record many ingest-format records in one transaction: all or nothing.
+
+        Raises :class:`RecordError` naming the record's index when any record is invalid.
+        """
+        rows: list[Row] = []
+        for i, record in enumerate(records):
+            try:
+                rows.append(parse_record({k: v for k, v in record.items() if v is not None}))
+            except RecordError as exc:
+                raise RecordError(exc.field, f"record {i}: {exc.message}") from None
+        with self._write():
+            r, e, f, d = self._ingest_rows(rows)
+        return IngestReport(0, len(rows), r, e, f, d)
+
+    def ingest_file(self, path: str | os.PathLike[str], *, strict: bool = False) -> IngestReport:
+        """Ingest one JSONL file in one transaction.
+
+        Bad lines are reported as ``file:line: field 'x': why`` and skipped; with ``strict``
+        any bad line rejects the whole file and nothing from it is stored. A failure midway
+        (disk full, interrupt) rolls the whole file back. Re-ingesting a file adds nothing.
+        """
+        name = os.fspath(path)
+        try:
+            handle = open(name, "rb")  # noqa: SIM115 - closed by the with below
+        except OSError as exc:
+            raise StoreError(f"cannot read {name}: {exc.strerror or exc}") from None
+
+        class _Rejected(Exception):
+            pass
+
+        with handle:
+            reader = LineReader(handle, name, strict=strict)
+            try:
+                with self._write():
+                    r, e, f, d = self._ingest_rows(reader, threaded=True)
+                    if strict and reader.errors:
+                        raise _Rejected
+            except _Rejected:
+                errors = tuple(reader.errors)
+                return IngestReport(1, reader.lines, errors=errors, rejected_files=(name,))
+        return IngestReport(1, reader.lines, r, e, f, d, tuple(reader.errors))
+
+    def ingest_files(
+        self, paths: Iterable[str | os.PathLike[str]], *, strict: bool = False
+    ) -> IngestReport:
+        """Ingest several files, each in its own transaction."""
+        report = IngestReport()
+        for path in paths:
+            report = report + self.ingest_file(path, strict=strict)
+        return report
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        """Row counts per table."""
+        return {t: self._count(t) for t in ("responses", "events", "failures")}
+
+    def groups(self, by: str) -> list[str]:
+        """The distinct values of a grouping dimension (``variant`` or ``model``)."""
+        column = _metrics._dimension(by)
+        rows = self._query(f"SELECT DISTINCT COALESCE({column}, ?) FROM responses", (NO_GROUP,))
+        return sorted(str(r[0]) for r in rows)
+
+    def metrics(
+        self,
+        *,
+        window: float | None = 24 * 3600.0,
+        until: float | None = None,
+        by: str | None = None,
+        max_delay_s: float = DEFAULT_MAX_DELAY_S,
+        completion_event: str = DEFAULT_COMPLETION_EVENT,
+    ) -> dict[str, dict[str, MetricValue]]:
+        """Every metric overall (key ``"all"``) and, with ``by`` (``variant``/``model``), per
+        group (keys are the group values; ``"(none)"`` for responses without one)."""
+        return _metrics.compute(
+            self._conn,
+            Window.of(window, until),
+            by=by,
+            max_delay_s=max_delay_s,
+            completion_event=completion_event,
+        )
+
+    def metric(
+        self,
+        name: str,
+        *,
+        window: float | None = 24 * 3600.0,
+        until: float | None = None,
+        max_delay_s: float = DEFAULT_MAX_DELAY_S,
+    ) -> MetricValue:
+        """One overall metric by name (see :data:`METRICS`)."""
+        check_metric(name)
+        return self.metrics(window=window, until=until, max_delay_s=max_delay_s)["all"][name]
+
+    def unattributed_events(self, window: Window) -> int:
+        """Events in the window whose response_id names no stored response."""
+        return _metrics.unattributed_events(self._conn, window)
+
+    def dashboard(
+        self,
+        *,
+        window: float | None = 24 * 3600.0,
+        until: float | None = None,
+        by: str | None = None,
+        max_delay_s: float = DEFAULT_MAX_DELAY_S,
+        completion_event: str = DEFAULT_COMPLETION_EVENT,
+    ) -> dict[str, Any]:
+        """The seed's ``get_dashboard`` with counts and intervals, as plain builtins.
+
+        Keys: ``window`` (since/until/seconds), ``max_delay_s``, ``responses_shown``,
+        ``sessions``, ``unattributed_events``, each metric of :data:`METRICS` and
+        ``time_to_task_completion`` as ``{rate, numerator, denominator, ci}`` (completion also
+        has ``median_seconds``/``mean_seconds``); with ``by``, ``by_<by>``:
+        ``{group: {metric: {...}}}``.
+        """
+        return _metrics.dashboard(
+            self._conn,
+            Window.of(window, until),
+            by=by,
+            max_delay_s=max_delay_s,
+            completion_event=completion_event,
+        )
+
+    def user_counts(
+        self,
+        experiment: str,
+        metrics: Sequence[str],
+        *,
+        window: float | None = None,
+        until: float | None = None,
+        max_delay_s: float = DEFAULT_MAX_DELAY_S,
+    ) -> UserCounts:
+        """Per variant of ``experiment``: users (the randomisation unit) and, per metric, the
+        users with the metric's signal on at least one of their responses in the window (for
+        ``session_continuation_rate``: a ``continue`` in one of their sessions).
+
+        Responses without a user id are left out (they cannot be analysed per user), and so
+        are users seen in more than one variant (a broken assignment); both are counted.
+        """
+        for name in metrics:
+            check_metric(name)
+            if name == "positive_rate":
+                raise StoreError(
+                    "positive_rate is conditional on leaving feedback and has no per-user "
+                    "form; use thumbs_up_rate or thumbs_down_rate"
+                )
+        return _metrics.user_counts(
+            self._conn, experiment, metrics, Window.of(window, until), max_delay_s=max_delay_s
+        )
