@@ -94,13 +94,19 @@ class Usage:
 
 @dataclass(frozen=True)
 class JudgeResult:
-    """A judge's raw opinion of one response, before rule checks and case checks."""
+    """A judge's raw opinion of one response, before rule checks and case checks.
+
+    A panel of judges keeps each member's result in ``members`` (each with ``judge``, the
+    member's identity label, and ``passed``, the member's own decision).
+    """
 
     score: float
     reasoning: str = ""
     failure_modes: tuple[str, ...] = ()
     passed: bool | None = None
     usage: Usage = field(default_factory=Usage)
+    judge: str | None = None
+    members: tuple[JudgeResult, ...] = ()
 
     def __post_init__(self) -> None:
         if isinstance(self.score, bool) or not isinstance(self.score, (int, float)):
@@ -109,22 +115,31 @@ class JudgeResult:
             raise JudgeError(f"judge returned a score outside [0, 1]: {self.score!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "score": float(self.score),
             "reasoning": self.reasoning,
             "failure_modes": list(self.failure_modes),
             "passed": self.passed,
             "usage": self.usage.to_dict(),
         }
+        # only when set, so a single judge's dict (and its cache entries) stay as they were
+        if self.judge is not None:
+            out["judge"] = self.judge
+        if self.members:
+            out["members"] = [m.to_dict() for m in self.members]
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> JudgeResult:
+        judge = data.get("judge")
         return cls(
             score=float(data["score"]),
             reasoning=str(data.get("reasoning", "")),
             failure_modes=tuple(data.get("failure_modes", ())),
             passed=data.get("passed"),
             usage=Usage.from_dict(data.get("usage", {})),
+            judge=str(judge) if judge is not None else None,
+            members=tuple(cls.from_dict(m) for m in data.get("members", ())),
         )
 
 

@@ -110,11 +110,28 @@ def is_network_judge(judge: Any) -> bool:
 
 
 def load_judge(spec: str, options: dict[str, Any]) -> Judge:
-    """Build the judge named by ``spec``: auto | local | anthropic | module:attr.
+    """Build the judge named by ``spec``: auto | local | anthropic | module:attr, or a panel of
+    them: ``panel:majority|all|mean:JUDGE,JUDGE[,...]`` (see :mod:`pytest_llmeval.judges.panel`).
 
     ``auto`` is the Claude judge when ``ANTHROPIC_API_KEY`` is set, else the local judge.
+    ``options`` are the Claude judge's; an optional ``"threshold"`` key (the run's default
+    pass threshold) is used by a panel to decide its members' votes and ignored otherwise.
     """
+    options = dict(options)
+    threshold = options.pop("threshold", None)
     spec = spec.strip() or "auto"
+    if spec.startswith("panel:"):
+        from pytest_llmeval.judges.panel import JudgePanel, parse_panel_spec
+
+        aggregation, names = parse_panel_spec(spec)
+        members = tuple(_load_one(name, options) for name in names)
+        if threshold is None:
+            return JudgePanel(members, aggregation)
+        return JudgePanel(members, aggregation, threshold=float(threshold))
+    return _load_one(spec, options)
+
+
+def _load_one(spec: str, options: dict[str, Any]) -> Judge:
     if spec == "auto":
         spec = "anthropic" if os.environ.get("ANTHROPIC_API_KEY") else "local"
     if spec == "local":
@@ -128,4 +145,7 @@ def load_judge(spec: str, options: dict[str, Any]) -> Judge:
         return judge
     if ":" in spec:
         return CustomJudge.from_spec(spec)
-    raise ValueError(f"llmeval_judge {spec!r}: expected auto, local, anthropic or module:attr")
+    raise ValueError(
+        f"llmeval_judge {spec!r}: expected auto, local, anthropic, module:attr"
+        " or panel:majority|all|mean:JUDGE,JUDGE[,...]"
+    )
