@@ -21,6 +21,7 @@ _COMMAND_MODULES = (
     "pytest_llmeval.cli.online",
     "pytest_llmeval.cli.report",
     "pytest_llmeval.cli.gate",
+    "pytest_llmeval.cli.calibrate",
 )
 
 
