@@ -12,12 +12,18 @@ Behaviour is scripted per test:
   ``Reply.hang(5)``, ``Reply.text("not json")``, ``Reply.verdict(score=0.3)``, ...);
 - ``fake.responder = fn(body) -> Reply | None``: decides per request (``None`` = default);
 - ``fake.fault_rate(0.2, seed=1)``: random transient 429/529/500 faults;
+- ``fake.echo_key_in_reasoning = True``: verdicts repeat the caller's key (a leak to scrub);
 - ``fake.verdict_fn = fn(body) -> dict``: the verdict when nothing else decides; the default
   (:func:`default_verdict`) is deterministic in the request content;
 - ``fake.usage_fn = fn(body, output_text) -> dict``: token usage (default: ~4 chars a token,
   with prompt-cache writes/reads when the system block carries ``cache_control``);
-- ``latency`` (seconds per request) and ``rpm`` / ``rpm_window``: a server-side limit that
-  answers 429 with ``retry-after`` when exceeded;
+- ``latency`` (seconds per request) and ``rpm`` / ``rpm_window``: a server-side limit of ``rpm``
+  requests in any ``rpm_window`` seconds (a sliding window), and ``input_tpm``: input tokens
+  in the same window. Beyond a limit the answer is 429 with ``retry-after`` (whole seconds
+  until the oldest request in the window expires). With a limit set, every answer carries the
+  API's rate-limit headers (``anthropic-ratelimit-requests-{limit,remaining,reset}``, and
+  ``-input-tokens-*`` / ``-tokens-*`` with ``input_tpm``; ``reset`` is the RFC 3339 time the
+  window is empty again, "fully replenished"); ``limit_headers=False`` leaves them out;
 - ``fake.batch_outcome = fn(custom_id, params) -> "succeeded" | "errored" | "expired" |
   "canceled" | Reply`` and ``fake.batch_polls = N`` (polls before a batch ends).
 
@@ -199,6 +205,12 @@ def frames(text: str) -> dict[str, str]:
     return {m.group("name"): m.group("body") for m in _FRAME.finditer(text)}
 
 
+def all_frames(text: str) -> list[tuple[str, str]]:
+    """Every top-level data frame of a judge prompt as ``(name, body)``, in order (a name may
+    repeat, as ``reference`` does when a case has several acceptable answers)."""
+    return [(m.group("name"), m.group("body")) for m in _FRAME.finditer(text)]
+
+
 def _is_pairwise(body: dict[str, Any]) -> bool:
     schema = ((body.get("output_config") or {}).get("format") or {}).get("schema") or {}
     return "preference" in (schema.get("properties") or {})
@@ -207,8 +219,9 @@ def _is_pairwise(body: dict[str, Any]) -> bool:
 def default_verdict(body: dict[str, Any]) -> dict[str, Any]:
     """A deterministic verdict from the request content.
 
-    Score verdicts: ``[[score=X]]`` in the response sets the score; else, with a ground truth,
-    0.9 when the response contains it (case-insensitive) and 0.2 otherwise; without one, 0.8 for
+    Score verdicts: ``[[score=X]]`` in the response sets the score; else, with a ground truth
+    (or several ``reference`` frames), 0.9 when the response contains it (any of them,
+    case-insensitive) and 0.2 otherwise; without one, 0.8 for
     a non-empty response. Pairwise: the response containing ``[[better]]`` wins, else the longer
     one, ``tie`` when equal.
     """
@@ -225,8 +238,12 @@ def default_verdict(body: dict[str, Any]) -> dict[str, Any]:
         return {"preference": preference, "reasoning": "fake pairwise judgement"}
     response = found.get("response", "")
     mark = _SCORE_MARK.search(response)
+    references = [body for name, body in all_frames(user) if name == "reference"]
     if mark:
         score = float(mark.group(1))
+    elif references:  # several acceptable answers: any one will do
+        hit = any(ref.strip().lower() in response.lower() for ref in references)
+        score = 0.9 if hit else 0.2
     elif "ground_truth" in found:
         score = 0.9 if found["ground_truth"].strip().lower() in response.lower() else 0.2
     else:
@@ -239,6 +256,13 @@ def default_verdict(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _input_tokens(body: Any) -> int:
+    """Input tokens a request counts against ``input_tpm`` (cache reads do not count)."""
+    if not isinstance(body, dict):
+        return 0
+    return sum(len(t) // 4 for t in _texts(body.get("messages") or [])) + 1
+
+
 class FakeAnthropic:
     """The fake server. ``start()`` binds 127.0.0.1 on a free port (or ``port``)."""
 
@@ -248,6 +272,8 @@ class FakeAnthropic:
         latency: float = 0.0,
         rpm: int | None = None,
         rpm_window: float = 60.0,
+        input_tpm: int | None = None,
+        limit_headers: bool = True,
         port: int = 0,
         expected_key: str | None = None,
         echo_key_in_errors: bool = False,
@@ -255,6 +281,10 @@ class FakeAnthropic:
         self.latency = latency
         self.rpm = rpm
         self.rpm_window = rpm_window
+        self.input_tpm = input_tpm
+        self.limit_headers = limit_headers
+        self.echo_key_in_reasoning = False
+        self.last_key = ""
         self.expected_key = expected_key
         self.echo_key_in_errors = echo_key_in_errors
         self.verdict_fn: Callable[[dict[str, Any]], dict[str, Any]] = default_verdict
@@ -268,7 +298,7 @@ class FakeAnthropic:
         self._lock = threading.Lock()
         self._script: deque[Reply] = deque()
         self._records: list[Recorded] = []
-        self._accepted: deque[float] = deque()
+        self._accepted: deque[tuple[float, int]] = deque()
         self._cache_seen: set[str] = set()
         self._batches: dict[str, dict[str, Any]] = {}
         self._faults: tuple[float, random.Random, tuple[Reply, ...]] | None = None
@@ -354,17 +384,46 @@ class FakeAnthropic:
 
     # -- behaviour -------------------------------------------------------------------------
 
-    def _admit(self, now: float) -> float | None:
-        """Server-side rate limit: ``None`` to accept, else the seconds until a slot frees."""
-        if self.rpm is None:
-            return None
+    def _admit(self, now: float, body: Any) -> tuple[float | None, dict[str, str]]:
+        """Server-side rate limit: ``(None, headers)`` to accept, else ``(seconds until the
+        oldest request in the window expires, headers)``; headers are the rate-limit headers
+        of the answer (none without a limit, or with ``limit_headers=False``)."""
+        if self.rpm is None and self.input_tpm is None:
+            return None, {}
+        tokens = _input_tokens(body)
         with self._lock:
-            while self._accepted and self._accepted[0] <= now - self.rpm_window:
+            while self._accepted and self._accepted[0][0] <= now - self.rpm_window:
                 self._accepted.popleft()
-            if len(self._accepted) >= self.rpm:
-                return self._accepted[0] + self.rpm_window - now
-            self._accepted.append(now)
-            return None
+            used = sum(t for _, t in self._accepted)
+            full = (self.rpm is not None and len(self._accepted) >= self.rpm) or (
+                self.input_tpm is not None and self._accepted and used + tokens > self.input_tpm
+            )
+            if full:
+                wait: float | None = self._accepted[0][0] + self.rpm_window - now
+            else:
+                wait = None
+                self._accepted.append((now, tokens))
+                used += tokens
+            headers = self._limit_headers(now, used) if self.limit_headers else {}
+            return wait, headers
+
+    def _limit_headers(self, now: float, used: int) -> dict[str, str]:
+        newest = self._accepted[-1][0] if self._accepted else now
+        # monotonic -> wall clock for the RFC 3339 reset time
+        reset_at = time.time() + (newest + self.rpm_window - time.monotonic())
+        reset = datetime.fromtimestamp(reset_at, timezone.utc).isoformat().replace("+00:00", "Z")
+        headers: dict[str, str] = {}
+        budgets = [("requests", self.rpm, len(self._accepted))]
+        if self.input_tpm is not None:
+            budgets += [("input-tokens", self.input_tpm, used), ("tokens", self.input_tpm, used)]
+        for name, limit, spent in budgets:
+            if limit is None:
+                continue
+            prefix = f"anthropic-ratelimit-{name}-"
+            headers[prefix + "limit"] = str(limit)
+            headers[prefix + "remaining"] = str(max(0, limit - spent))
+            headers[prefix + "reset"] = reset
+        return headers
 
     def _next_reply(self, body: dict[str, Any]) -> Reply | None:
         with self._lock:
@@ -413,7 +472,7 @@ class FakeAnthropic:
             verdict = reply.verdict if reply is not None and reply.verdict else None
             text = json.dumps(verdict or self.verdict_fn(body))
             stop = reply.stop_reason if reply is not None else "end_turn"
-        return {
+        payload = {
             "id": f"msg_fake_{uuid.uuid4().hex[:16]}",
             "type": "message",
             "role": "assistant",
@@ -423,6 +482,9 @@ class FakeAnthropic:
             "stop_sequence": None,
             "usage": self._usage(body, text),
         }
+        if self.echo_key_in_reasoning:
+            payload = _echo_key(payload, self.last_key)
+        return payload
 
     # -- batches ---------------------------------------------------------------------------
 
@@ -482,6 +544,7 @@ class FakeAnthropic:
 class _Handler(BaseHTTPRequestHandler):
     server_fake: FakeAnthropic
     _pending: Recorded
+    _limits: dict[str, str] = {}  # noqa: RUF012 - replaced per request, never mutated
     protocol_version = "HTTP/1.1"
     # Headers and body go out in separate writes: without TCP_NODELAY, Nagle's algorithm and
     # the client's delayed ACK can add ~40 ms to a response (an artefact of the fake server).
@@ -502,7 +565,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("content-type", ctype)
             self.send_header("content-length", str(len(data)))
             self.send_header("request-id", f"req_fake_{uuid.uuid4().hex[:12]}")
-            for key, value in (headers or {}).items():
+            for key, value in {**self._limits, **(headers or {})}.items():
                 self.send_header(key, value)
             self.end_headers()
             self.wfile.write(data)
@@ -533,6 +596,7 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {k.lower(): v for k, v in self.headers.items()}
         path = self.path.split("?", 1)[0]
         self._pending = Recorded(method, self.path, headers, raw, body, arrived, 0)
+        self._limits = {}
         self._dispatch(fake, method, path, headers, body, raw, arrived)
 
     def _dispatch(
@@ -547,6 +611,7 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> int:
         auth = headers.get("authorization", "")
         key = auth[len("Bearer ") :] if auth.startswith("Bearer ") else headers.get("x-api-key")
+        fake.last_key = key or ""
         if not key or (fake.expected_key is not None and key != fake.expected_key):
             leak = f": {key}" if fake.echo_key_in_errors else ""
             self._error(401, "authentication_error", f"invalid x-api-key{leak}")
@@ -554,7 +619,7 @@ class _Handler(BaseHTTPRequestHandler):
         if "anthropic-version" not in headers:
             self._error(400, "invalid_request_error", "anthropic-version header is required")
             return 400
-        wait = fake._admit(arrived)
+        wait, self._limits = fake._admit(arrived, body)
         if wait is not None:
             retry_after = str(max(1, math.ceil(wait)))
             self._error(
@@ -654,6 +719,21 @@ class _Handler(BaseHTTPRequestHandler):
         return 405
 
 
+def _echo_key(payload: dict[str, Any], key: str) -> dict[str, Any]:
+    """A model that repeats the caller's API key in its reasoning and failure modes."""
+    text = payload["content"][0]["text"]
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return payload
+    if isinstance(data, dict):
+        data["reasoning"] = f"{data.get('reasoning', '')} (the key is {key})"
+        if isinstance(data.get("failure_modes"), list):
+            data["failure_modes"].append(f"leaked {key}")
+    payload["content"][0]["text"] = json.dumps(data)
+    return payload
+
+
 def _check_params(body: Any) -> str | None:
     """The minimal request validation the real API would do."""
     if not isinstance(body, dict):
@@ -702,10 +782,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per request")
     parser.add_argument("--rpm", type=int, default=None, help="server-side requests per minute")
     parser.add_argument("--rpm-window", type=float, default=60.0)
+    parser.add_argument("--input-tpm", type=int, default=None, help="input tokens per window")
+    parser.add_argument(
+        "--no-limit-headers", action="store_true", help="send no anthropic-ratelimit-* headers"
+    )
     parser.add_argument("--fault-rate", type=float, default=0.0, help="random 429/529/500 rate")
     args = parser.parse_args(argv)
     fake = FakeAnthropic(
-        latency=args.latency, rpm=args.rpm, rpm_window=args.rpm_window, port=args.port
+        latency=args.latency,
+        rpm=args.rpm,
+        rpm_window=args.rpm_window,
+        input_tpm=args.input_tpm,
+        limit_headers=not args.no_limit_headers,
+        port=args.port,
     )
     if args.fault_rate:
         fake.fault_rate(args.fault_rate)

@@ -1,0 +1,334 @@
+"""The Claude judges' rate limiter: bursts within the limit, the API's rate-limit headers, 429s.
+
+Unit tests run the limiter on a virtual clock; the others drive the real SDK against the fake
+server (tests/fake_anthropic.py), which enforces a sliding-window limit and sends the headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from fake_anthropic import FakeAnthropic, fake_anthropic
+
+from pytest_llmeval.core.cases import Case
+from pytest_llmeval.core.verdict import Usage
+from pytest_llmeval.judges.anthropic import AnthropicJudge, RateLimiter, judge_from_options
+from pytest_llmeval.judges.anthropic.ratelimit import Ticket, parse_limits
+
+__all__ = ["fake_anthropic"]  # the fixture, re-exported so pytest sees it in this module
+
+CASE = Case(id="refund-window", question="How long?", ground_truth="30 days")
+WALL = 1_700_000_000.0
+
+
+class Clock:
+    """A virtual monotonic clock (and a wall clock moving with it)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def wall(self) -> float:
+        return WALL + self.now
+
+
+def limiter_on(clock: Clock, max_requests: float | None = None, **options: float) -> RateLimiter:
+    return RateLimiter(max_requests, clock=clock, wall_clock=clock.wall, **options)
+
+
+def start(limiter: RateLimiter, clock: Clock) -> Ticket:
+    """Wait (virtually) until the limiter grants a start."""
+    for _ in range(100_000):
+        got = limiter.poll()
+        if isinstance(got, Ticket):
+            return got
+        assert got > 0
+        clock.now += got
+    raise AssertionError("the limiter never granted a start")
+
+
+def simulate(gaps: list[float], clock: Clock, limiter: RateLimiter) -> list[float]:
+    """Callers arriving after the given gaps, served in order; each one's start time."""
+    starts, arrival = [], 0.0
+    for gap in gaps:
+        arrival += gap
+        clock.now = max(clock.now, arrival)
+        starts.append(start(limiter, clock).started)
+    return starts
+
+
+def max_in_window(times: list[float], window: float) -> int:
+    times = sorted(times)
+    best = first = 0
+    for end, t in enumerate(times):
+        while t - times[first] >= window:
+            first += 1
+        best = max(best, end - first + 1)
+    return best
+
+
+def rfc3339(seconds_from_now: float, clock: Clock) -> str:
+    when = datetime.fromtimestamp(clock.wall(), timezone.utc) + timedelta(seconds=seconds_from_now)
+    return when.isoformat().replace("+00:00", "Z")
+
+
+def headers(
+    clock: Clock, remaining: int, reset_in: float, name: str = "requests"
+) -> dict[str, str]:
+    prefix = f"anthropic-ratelimit-{name}-"
+    return {
+        prefix + "limit": "50",
+        prefix + "remaining": str(remaining),
+        prefix + "reset": rfc3339(reset_in, clock),
+    }
+
+
+# -- the configured limit: bursts, never more than the limit in any window ------------------------
+
+
+def test_the_whole_allowance_starts_at_once() -> None:
+    clock = Clock()
+    limiter = limiter_on(clock, 300)
+    starts = simulate([0.0] * 100, clock, limiter)
+    assert starts == [0.0] * 100  # 100 requests under 300/min: no waiting at all
+
+
+def test_never_more_than_the_limit_in_any_window() -> None:
+    clock = Clock()
+    limiter = limiter_on(clock, 120)
+    rng = random.Random(3)
+    gaps = [rng.choice([0.0, 0.0, 0.0, 0.01, 0.5, 10.0, 100.0]) for _ in range(2000)]
+    starts = simulate(gaps, clock, limiter)
+    assert max_in_window(starts, 60.0) <= 120
+    assert starts == sorted(starts)
+
+
+def test_saturated_throughput_is_the_limit() -> None:
+    clock = Clock()
+    limiter = limiter_on(clock, 120)
+    starts = simulate([0.01] * 1200, clock, limiter)  # demand: 6000 requests a minute
+    assert max_in_window(starts, 60.0) <= 120
+    per_minute = len(starts) / (starts[-1] + 60.0 * 1.02) * 60.0
+    assert 120 * 0.95 <= per_minute <= 120
+
+
+def test_a_shorter_window_means_smaller_bursts() -> None:
+    clock = Clock()
+    limiter = RateLimiter(300, 10.0, margin=0.0, clock=clock, wall_clock=clock.wall)
+    starts = simulate([0.0] * 700, clock, limiter)
+    assert starts.count(0.0) == 300 and max_in_window(starts, 10.0) <= 300
+    # a fractional allowance (300 rpm over 7 workers) keeps its average rate
+    clock = Clock()
+    limiter = limiter_on(clock, 300 / 7, margin=0.0)
+    starts = simulate([0.0] * 420, clock, limiter)
+    assert len(starts) / (starts[-1] + limiter.window) * 60 == pytest.approx(300 / 7, rel=0.01)
+
+
+# -- the server's own budget --------------------------------------------------------------------
+
+
+def test_headers_are_read() -> None:
+    clock = Clock()
+    found = parse_limits(
+        {
+            **headers(clock, 7, 12.5),
+            **headers(clock, 900, 30, "input-tokens"),
+            "anthropic-ratelimit-output-tokens-remaining": "x",  # unreadable: skipped
+            "anthropic-ratelimit-tokens-remaining": "400",  # no reset: unknown
+        },
+        clock.wall(),
+    )
+    by = {limit.dimension: limit for limit in found}
+    assert set(by) == {"requests", "input-tokens", "tokens"}
+    assert by["requests"].remaining == 7 and by["requests"].limit == 50
+    assert by["requests"].reset == pytest.approx(12.5)
+    assert by["tokens"].reset is None
+    assert parse_limits({"anthropic-ratelimit-requests-reset": "2025-01-01T00:00:00Z"}) == []
+
+
+def test_an_exhausted_budget_waits_for_its_reset() -> None:
+    clock = Clock()
+    limiter = limiter_on(clock)
+    first = start(limiter, clock)
+    limiter.observe(first, headers(clock, 3, 5.0))
+    granted = simulate([0.0] * 6, clock, limiter)
+    assert granted == [0.0, 0.0, 0.0, 5.0, 5.0, 5.0]  # 3 left, then the reset
+
+
+def test_requests_started_since_the_answer_are_counted() -> None:
+    clock = Clock()
+    limiter = limiter_on(clock)
+    old = start(limiter, clock)
+    for _ in range(4):
+        start(limiter, clock)  # in flight when ``old``'s answer comes back
+    limiter.observe(old, headers(clock, 5, 5.0))  # the server saw ``old`` only
+    assert simulate([0.0] * 2, clock, limiter) == [0.0, 5.0]
+
+
+def test_an_answer_lowers_a_budget_but_never_raises_it() -> None:
+    clock = Clock()
+    limiter = limiter_on(clock)
+    old, new = start(limiter, clock), start(limiter, clock)
+    limiter.observe(new, headers(clock, 0, 4.0))
+    limiter.observe(old, headers(clock, 40, 4.0))  # reached the server later, or earlier
+    assert limiter.poll() == pytest.approx(0.25)  # still waiting (polling every 0.25 s)
+    clock.now = 4.0  # replenished: the next answer reports afresh
+    assert isinstance(limiter.poll(), Ticket)
+
+
+def test_each_process_takes_its_share_of_the_budget() -> None:
+    clock = Clock()
+    limiter = limiter_on(clock, share=0.5)
+    limiter.observe(start(limiter, clock), headers(clock, 8, 3.0))
+    assert simulate([0.0] * 5, clock, limiter) == [0.0] * 4 + [3.0]
+
+
+def test_token_budgets_pace_requests_by_their_cost() -> None:
+    clock = Clock()
+    limiter = limiter_on(clock)
+    first = start(limiter, clock)
+    usage = Usage(input_tokens=250, cache_creation_input_tokens=50, requests=1)
+    limiter.observe(first, headers(clock, 1000, 6.0, "input-tokens"), usage)
+    assert simulate([0.0] * 4, clock, limiter) == [0.0, 0.0, 0.0, 6.0]  # 1000 // 300 = 3
+
+
+def test_a_429_pauses_everyone_then_recovers() -> None:
+    clock = Clock()
+    limiter = limiter_on(clock, initial_backoff=1.0)
+    ticket = start(limiter, clock)
+    assert limiter.refused(ticket, 2.0, None) == 2.0
+    assert simulate([0.0], clock, limiter) == [2.0]
+    # without retry-after: exponential backoff while refusals follow each other ...
+    assert [limiter.refused(ticket, None, None) for _ in range(3)] == [2.0, 4.0, 8.0]
+    # ... and the first accepted answer ends it
+    limiter.observe(start(limiter, clock), None)
+    assert limiter.refused(ticket, None, None) == 1.0
+    assert limiter.refused(ticket, 600.0, None, max_pause=5.0) == 5.0
+
+
+def test_invalid_settings() -> None:
+    with pytest.raises(ValueError):
+        RateLimiter(0)
+    with pytest.raises(ValueError):
+        RateLimiter(10, share=0.0)
+    with pytest.raises(ValueError, match="not both"):
+        AnthropicJudge(rpm=10, rate_limiter=RateLimiter(10))
+
+
+def test_options_build_the_limiter() -> None:
+    j = judge_from_options({"rpm": 300, "rpm_window": 10, "processes": 3})
+    assert j.rate_limiter.max_requests == 100 and j.rate_limiter.per_seconds == 10.0
+    assert j.rate_limiter.share == pytest.approx(1 / 3)
+    assert "rpm=600" in repr(j) and "rpm_window=10" in repr(j)  # 100 per 10 s in this process
+    plain = AnthropicJudge()
+    assert plain.rate_limiter.max_requests is None  # still paced by the server's headers
+    assert AnthropicJudge(rpm=300).rate_limiter.per_seconds == 60.0
+
+
+# -- against the fake API, with the real SDK ----------------------------------------------------
+
+
+def statuses(fake: FakeAnthropic) -> list[int]:
+    return [r.status for r in fake.message_requests()]
+
+
+def judge(**options: float) -> AnthropicJudge:
+    return AnthropicJudge(initial_backoff=0.01, max_backoff=0.05, **options)  # type: ignore[arg-type]
+
+
+def test_a_burst_within_the_limit_does_not_wait(fake_anthropic: FakeAnthropic) -> None:
+    fake_anthropic.rpm, fake_anthropic.rpm_window = 300, 60.0
+    fake_anthropic.latency = 0.05
+    j = judge(rpm=300)
+    j.score(CASE, "30 days")  # the SDK import and the first connection, outside the timing
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda i: j.score(CASE, f"30 days {i}"), range(40)))
+    # spaced evenly (the old limiter) this took 40 * 0.2 s = 8 s; bursting, 5 rounds of 50 ms
+    assert time.monotonic() - t0 < 4.0
+    assert statuses(fake_anthropic) == [200] * 41
+
+
+def test_the_servers_headers_pace_requests_without_refusals(
+    fake_anthropic: FakeAnthropic,
+) -> None:
+    # The server allows 6 requests in any 1.5 s; the judge has no limit of its own.
+    fake_anthropic.rpm, fake_anthropic.rpm_window = 6, 1.5
+    j = judge()
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        list(pool.map(lambda i: j.score(CASE, f"30 days {i}"), range(15)))
+    wall = time.monotonic() - t0
+    assert statuses(fake_anthropic) == [200] * 15
+    assert max_in_window([r.time for r in fake_anthropic.message_requests()], 1.5) <= 6
+    assert wall < 6.0  # three bursts: about 2 windows of waiting
+
+
+def test_async_runs_are_paced_by_the_headers_too(fake_anthropic: FakeAnthropic) -> None:
+    fake_anthropic.rpm, fake_anthropic.rpm_window = 5, 1.0
+    j = judge()
+
+    async def run() -> None:
+        slots = asyncio.Semaphore(3)  # the plugin bounds concurrency (llmeval_concurrency)
+
+        async def one(i: int) -> None:
+            async with slots:
+                await j.ascore(CASE, f"30 days {i}")
+
+        await asyncio.gather(*(one(i) for i in range(12)))
+        await j.aclose()
+
+    asyncio.run(run())
+    assert statuses(fake_anthropic) == [200] * 12
+
+
+def test_refusals_without_headers_back_off_and_recover(fake_anthropic: FakeAnthropic) -> None:
+    # A server (or proxy) that only answers 429 + retry-after: every case still gets judged,
+    # and a refusal pauses the other threads too instead of letting them hammer the server.
+    fake_anthropic.rpm, fake_anthropic.rpm_window = 4, 1.0
+    fake_anthropic.limit_headers = False
+    j = judge()
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda i: j.score(CASE, f"30 days {i}"), range(12)))
+    assert len(results) == 12
+    got = statuses(fake_anthropic)
+    assert got.count(200) == 12
+    assert got.count(429) <= 8
+    assert j.rate_limiter.refusals_seen == got.count(429)
+
+
+def test_input_token_limits_pace_requests(fake_anthropic: FakeAnthropic) -> None:
+    long_case = Case(id="long", question="x" * 2000, ground_truth="30 days")
+    fake_anthropic.input_tpm, fake_anthropic.rpm_window = 3000, 1.5  # ~4 requests a window
+    j = judge()
+    j.score(long_case, "30 days")  # one answer teaches the judge what a request costs
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        list(pool.map(lambda i: j.score(long_case, f"30 days {i}"), range(8)))
+    assert statuses(fake_anthropic) == [200] * 9
+
+
+def test_processes_sharing_a_key_stay_under_its_limit(fake_anthropic: FakeAnthropic) -> None:
+    # Two "workers" (two judges, as two xdist processes would have) on one server budget.
+    fake_anthropic.rpm, fake_anthropic.rpm_window = 8, 1.5
+    workers = [judge(processes=2) for _ in range(2)]
+    barrier = threading.Barrier(2)
+
+    def work(j: AnthropicJudge) -> None:
+        barrier.wait()
+        for i in range(8):
+            j.score(CASE, f"30 days {i}")
+
+    threads = [threading.Thread(target=work, args=(j,)) for j in workers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses(fake_anthropic) == [200] * 16
