@@ -30,9 +30,13 @@ from __future__ import annotations
 
 from pytest_llmeval.stats.design import SRMResult, assign_variant, sample_size, srm_check
 from pytest_llmeval.stats.empirical_bayes import (
+    DEFAULT_GRID,
     BetaBinomialFit,
+    GridPrior,
     beta_binomial_cdf,
     fit_beta_binomial,
+    fit_grid_prior,
+    grid_predictive_cdf_table,
     predictive_cdf_table,
 )
 from pytest_llmeval.stats.experiment import (
@@ -71,6 +75,7 @@ from pytest_llmeval.stats.tests import (
 )
 
 __all__ = [
+    "DEFAULT_GRID",
     "LOWER_IS_BETTER",
     "ABTestDesigner",
     "BetaBinomialFit",
@@ -79,6 +84,7 @@ __all__ = [
     "Dispersion",
     "ExperimentAnalysis",
     "FisherResult",
+    "GridPrior",
     "GuardrailResult",
     "HistoryBounds",
     "McNemarResult",
@@ -94,7 +100,9 @@ __all__ = [
     "discrete_bonferroni",
     "fisher_exact",
     "fit_beta_binomial",
+    "fit_grid_prior",
     "flip_count_test",
+    "grid_predictive_cdf_table",
     "history_bounds",
     "holm",
     "mcnemar",

@@ -25,9 +25,13 @@ from numpy.typing import NDArray
 from pytest_llmeval.stats._common import _count, _Result, _size, _successes
 
 __all__ = [
+    "DEFAULT_GRID",
     "BetaBinomialFit",
+    "GridPrior",
     "beta_binomial_cdf",
     "fit_beta_binomial",
+    "fit_grid_prior",
+    "grid_predictive_cdf_table",
     "predictive_cdf_table",
 ]
 
@@ -202,5 +206,150 @@ def predictive_cdf_table(
     log_pmf = log_choose + betaln(x + alpha, m_ - x + beta) - betaln(alpha, beta)
     cdf = np.cumsum(np.exp(log_pmf), axis=1)
     out = np.minimum(cdf, 1.0)
+    out[:, m_] = 1.0
+    return np.asarray(out, dtype=np.float64)
+
+
+#: The default support of :func:`fit_grid_prior`: steps of 0.01, and finer steps towards 1
+#: (between 0.95 and 0.9999), where the rates of stable cases lie; 0 and 1 included.
+DEFAULT_GRID: tuple[float, ...] = tuple(
+    sorted(
+        {round(i / 100, 10) for i in range(101)}
+        | {round(1.0 - 10.0 ** (-4.0 + 2.7 * j / 14), 12) for j in range(15)}
+    )
+)
+
+
+@dataclass(frozen=True)
+class GridPrior(_Result):
+    """A nonparametric prior of per-case pass probabilities: ``weights`` on ``support``.
+
+    ``degenerate`` as in :class:`BetaBinomialFit` (``"all_pass"``: all mass at 1).
+    """
+
+    support: tuple[float, ...]
+    weights: tuple[float, ...]
+    mean: float
+    cases: int
+    samples: int
+    failures: int
+    iterations: int
+    log_likelihood: float
+    degenerate: str | None
+
+
+def _binomial_log_lik(
+    k: NDArray[np.float64], n: NDArray[np.float64], g: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """``ln P[k | n, g]`` for each row (k, n) and grid point g, ``-inf`` where impossible."""
+    from scipy.special import gammaln, xlog1py, xlogy
+
+    choose = gammaln(n + 1.0) - gammaln(k + 1.0) - gammaln(n - k + 1.0)
+    with np.errstate(divide="ignore"):
+        out = (
+            choose[:, None] + xlogy(k[:, None], g[None, :]) + xlog1py((n - k)[:, None], -g[None, :])
+        )
+    return np.asarray(out, dtype=np.float64)
+
+
+def fit_grid_prior(
+    successes: Sequence[int],
+    trials: Sequence[int],
+    *,
+    grid: Sequence[float] = DEFAULT_GRID,
+    max_iter: int = 500,
+    tol: float = 1e-10,
+) -> GridPrior:
+    """Nonparametric maximum-likelihood prior of per-case pass probabilities on a grid.
+
+    Maximises ``Σ_i ln Σ_g w_g Binomial(k_i; n_i, p_g)`` over the weights ``w`` (Kiefer &
+    Wolfowitz, *Ann. Math. Statist.* 27, 1956) by the EM fixed point
+    ``w_g <- w_g · mean_i[L_ig / Σ_h w_h L_ih]`` (Laird, *JASA* 73, 1978), from uniform
+    weights, until the log-likelihood gains less than ``tol`` per case or ``max_iter``
+    iterations; cases with the same ``(k, n)`` are pooled. Unlike one beta prior it can be
+    bimodal (many stable cases near 1, some noisy ones spread out), which a single
+    beta-binomial fit turns into a prior that is too sure of cases that never failed (Koenker &
+    Mizera, *JASA* 109, 2014, for NPMLE empirical Bayes). Deterministic.
+    """
+    if len(successes) != len(trials):
+        raise ValueError(f"successes has {len(successes)} entries but trials has {len(trials)}")
+    rows: dict[tuple[int, int], int] = {}
+    for i, (k_raw, n_raw) in enumerate(zip(successes, trials, strict=True)):
+        n_i = _count(f"trials[{i}]", n_raw)
+        k_i = _successes(f"successes[{i}]", k_raw, f"trials[{i}]", n_i)
+        if n_i > 0:
+            rows[(k_i, n_i)] = rows.get((k_i, n_i), 0) + 1
+    if not rows:
+        raise ValueError("fit_grid_prior needs at least one case with trials > 0")
+    cases = sum(rows.values())
+    total = sum(n * c for (_, n), c in rows.items())
+    passed = sum(k * c for (k, _), c in rows.items())
+    failures = total - passed
+    g = np.asarray(sorted({float(v) for v in grid}), dtype=np.float64)
+    if g.size == 0 or g[0] < 0.0 or g[-1] > 1.0:
+        raise ValueError("grid must hold pass probabilities in [0, 1]")
+    if failures == 0 or passed == 0:
+        point = 1.0 if failures == 0 else 0.0
+        return GridPrior(
+            (point,), (1.0,), point, cases, total, failures, 0, 0.0,
+            "all_pass" if failures == 0 else "all_fail",
+        )  # fmt: skip
+    keys = sorted(rows)
+    k = np.asarray([r[0] for r in keys], dtype=np.float64)
+    n = np.asarray([r[1] for r in keys], dtype=np.float64)
+    c = np.asarray([rows[r] for r in keys], dtype=np.float64) / cases
+    log_l = _binomial_log_lik(k, n, g)
+    top = log_l.max(axis=1, keepdims=True)
+    lik = np.exp(log_l - top)
+    w = np.full(g.size, 1.0 / g.size)
+    prev = -math.inf
+    ll = -math.inf
+    it = 0
+    for it in range(1, max_iter + 1):  # noqa: B007 (the count is reported)
+        mix = lik @ w
+        ll = float(c @ (np.log(mix) + top[:, 0]))
+        w = w * ((c / mix) @ lik)
+        w = w / w.sum()
+        if ll - prev < tol:
+            break
+        prev = ll
+    keep = w > 1e-12
+    support = tuple(float(v) for v in g[keep])
+    weights_arr = w[keep] / w[keep].sum()
+    return GridPrior(
+        support=support,
+        weights=tuple(float(v) for v in weights_arr),
+        mean=float(np.dot(g[keep], weights_arr)),
+        cases=cases,
+        samples=total,
+        failures=failures,
+        iterations=it,
+        log_likelihood=ll * cases,
+        degenerate=None,
+    )
+
+
+def grid_predictive_cdf_table(
+    successes: Sequence[int], trials: Sequence[int], m: int, prior: GridPrior
+) -> NDArray[np.float64]:
+    """Posterior-predictive lower tails ``P[X <= x]``, ``x = 0..m``, under a grid prior.
+
+    Row ``i``: the case's posterior on the grid is ``∝ w_g Binomial(k_i; n_i, p_g)``
+    (Robbins 1956), and ``X | p ~ Binomial(m, p)``, so
+    ``P[X <= x] = Σ_g post_ig · BinomCDF(x; m, p_g)``.
+    """
+    m_ = _size("m", m)
+    k = np.asarray(successes, dtype=np.float64).reshape(-1)
+    n = np.asarray(trials, dtype=np.float64).reshape(-1)
+    g = np.asarray(prior.support, dtype=np.float64)
+    from scipy.stats import binom
+
+    log_post = np.log(np.asarray(prior.weights))[None, :] + _binomial_log_lik(k, n, g)
+    log_post -= log_post.max(axis=1, keepdims=True)
+    post = np.exp(log_post)
+    post /= post.sum(axis=1, keepdims=True)
+    x = np.arange(m_ + 1, dtype=np.float64)
+    cdf = binom.cdf(x[:, None], m_, g[None, :])
+    out = np.minimum(post @ cdf.T, 1.0)
     out[:, m_] = 1.0
     return np.asarray(out, dtype=np.float64)
