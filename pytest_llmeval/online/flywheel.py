@@ -19,7 +19,9 @@ One cycle (``llmeval flywheel`` or :func:`run_flywheel`):
 4. **Append** valid cases (checked with :func:`pytest_llmeval.core.cases.validate_case_dict`) to the
    output file atomically: the existing bytes are kept exactly, the new lines are appended, the
    whole file is written to a temporary file beside it and moved into place with
-   ``os.replace``. Existing lines are never rewritten.
+   ``os.replace``. Existing lines are never rewritten. Steps 3 and 4 hold an exclusive lock
+   (``.<out>.lock`` beside the output file), so two runs at once never append the same case
+   twice: the second one sees the first one's lines and skips them as duplicates.
 
 New cases carry tags ``["production_failure", <reason>]``, difficulty ``hard``, and metadata
 ``{"do_not_train": true, "provenance": {...}}`` (response id, session, time, reason, source,
@@ -37,7 +39,8 @@ import random
 import re
 import stat
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -422,8 +425,8 @@ def append_lines_atomically(path: str | os.PathLike[str], lines: Sequence[str]) 
                 handle.write(existing + separator + payload)
                 handle.flush()
                 os.fsync(handle.fileno())
-            if before is not None:
-                os.chmod(tmp, stat.S_IMODE(before.st_mode))
+            # mkstemp creates 0600; a new case file gets the mode any new file would get
+            os.chmod(tmp, stat.S_IMODE(before.st_mode) if before is not None else _new_file_mode())
             try:
                 now = target.stat()
             except FileNotFoundError:
@@ -445,6 +448,34 @@ def append_lines_atomically(path: str | os.PathLike[str], lines: Sequence[str]) 
         _fsync_dir(target.parent)
         return
     raise OSError(f"{target} kept changing while appending; try again")
+
+
+def _new_file_mode() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+@contextmanager
+def locked(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive lock on ``.<name>.lock`` beside ``path`` (blocks until free).
+
+    The lock file stays (removing it would let a third process lock a new file while the
+    second still holds the old one). Where ``fcntl`` is missing (Windows) nothing is locked.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(target.parent / f".{target.name}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            yield
+            return
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -481,8 +512,6 @@ def run_flywheel(
 
     Deterministic for a given store, window, ``seed`` and set of case files.
     """
-    from pytest_llmeval.core.cases import validate_case_dict
-    from pytest_llmeval.errors import CaseError
 
     if not 0.0 < similarity_threshold <= 1.0:
         raise ValueError(f"similarity threshold must be in (0, 1], got {similarity_threshold}")
@@ -490,8 +519,46 @@ def run_flywheel(
     failures = select_failures(store, since=since, until=win.until, max_delay_s=max_delay_s)
     usable = [f for f in failures if f.text and f.text.strip()]
     skipped_no_question = len(failures) - len(usable)
-    files = case_files(cases, out)
-    known, ids = load_existing(files, similarity_threshold)
+    with nullcontext() if dry_run else locked(out):
+        files = case_files(cases, out)
+        known, ids = load_existing(files, similarity_threshold)
+        added, duplicates, invalid = _pick(usable, known, ids, limit, seed, out)
+        if added and not dry_run:
+            append_lines_atomically(out, [json.dumps(c, ensure_ascii=False) for c in added])
+    return FlywheelResult(
+        out=os.fspath(out),
+        dry_run=dry_run,
+        seed=seed,
+        limit=limit,
+        window=win,
+        candidates=len(failures),
+        by_reason=_by_reason(usable),
+        added=tuple(added),
+        duplicates=tuple(duplicates),
+        skipped_no_question=skipped_no_question,
+        invalid=tuple(invalid),
+        case_files=tuple(str(p) for p in files),
+    )
+
+
+def _by_reason(usable: Sequence[Failure]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for failure in usable:
+        counts[slug(failure.reason)] = counts.get(slug(failure.reason), 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def _pick(
+    usable: Sequence[Failure],
+    known: _Known,
+    ids: set[str],
+    limit: int,
+    seed: int,
+    out: str | os.PathLike[str],
+) -> tuple[list[dict[str, Any]], list[Duplicate], list[str]]:
+    """Sample, deduplicate and validate: (cases to add, duplicates, invalid candidates)."""
+    from pytest_llmeval.core.cases import validate_case_dict
+    from pytest_llmeval.errors import CaseError
 
     rng = random.Random(seed)
     pools: dict[str, list[Failure]] = {}
@@ -546,19 +613,4 @@ def run_flywheel(
             if not take(reason):
                 open_reasons.remove(reason)
 
-    if added and not dry_run:
-        append_lines_atomically(out, [json.dumps(c, ensure_ascii=False) for c in added])
-    return FlywheelResult(
-        out=os.fspath(out),
-        dry_run=dry_run,
-        seed=seed,
-        limit=limit,
-        window=win,
-        candidates=len(failures),
-        by_reason=by_reason,
-        added=tuple(added),
-        duplicates=tuple(duplicates),
-        skipped_no_question=skipped_no_question,
-        invalid=tuple(invalid),
-        case_files=tuple(str(p) for p in files),
-    )
+    return added, duplicates, invalid

@@ -11,9 +11,10 @@ ingest maintains so the dashboard never reads the events themselves:
 * ``pending``: the same signals for response ids that have events but no stored response yet
   (the dashboard's ``unattributed_events``); they move into ``facts`` when the response comes.
 
-Every signal is a MIN or a MAX of event times, so merging is idempotent and independent of the
-order in which lines arrive: ingesting a file twice, or events before their response, gives
-the same aggregates as the events table would. Opening a version-1 store migrates it in one
+Each write recomputes the aggregates of the responses and sessions it touched from their
+events, at the end of its transaction, so they always equal what the events table says
+whatever the order in which lines arrive (events before their response, a file twice).
+Opening a version-1 store migrates it in one
 transaction (the events are kept; the aggregates are computed from them).
 """
 
@@ -119,64 +120,45 @@ GROUP BY session_id
 """
 
 
-def merged(name: str, old: str, new: str) -> str:
-    """SQL merging two values of a signal (NULL is "none yet")."""
-    return f"COALESCE({_MERGE[name]}({old}.{name}, {new}.{name}), {old}.{name}, {new}.{name})"
-
-
-def _upsert_signals(table: str, key: str) -> str:
-    sets = ", ".join(f"{n} = {merged(n, table, 'excluded')}" for n in SIGNALS)
-    return f"ON CONFLICT ({key}) DO UPDATE SET {sets}"
-
-
 _SIG = ", ".join(SIGNALS)
 _A_SIG = ", ".join(f"a.{n}" for n in SIGNALS)
 
-# -- upkeep after a chunk of events was staged in temp._ev --------------------------------------
-EVENTS_UPKEEP = (
-    "DELETE FROM temp._agg",
-    f"INSERT INTO temp._agg {AGGREGATE.format(src='temp._ev')}",
-    # signals of stored responses: into their facts row
-    "UPDATE facts SET "
-    + ", ".join(f"{n} = {merged(n, 'facts', 'a')}" for n in SIGNALS)
-    + " FROM temp._agg a JOIN responses r ON r.response_id = a.response_id"
-    " WHERE facts.skey = COALESCE(r.session_id, '') AND facts.response_id = a.response_id",
-    # the others wait in pending for their response
-    f"INSERT INTO pending (response_id, {_SIG}) SELECT a.response_id, {_A_SIG} FROM temp._agg a"
-    " WHERE NOT EXISTS (SELECT 1 FROM responses r WHERE r.response_id = a.response_id)"
-    f" {_upsert_signals('pending', 'response_id')}",
-    f"INSERT INTO facts (skey, response_id, ts, variant, model, {_SIG})"
-    f" {_SESSION_AGGREGATE.format(src='temp._ev')}"
-    f" {_upsert_signals('facts', 'skey, response_id')}",
-    "DELETE FROM temp._ev",
-)
-
-# -- upkeep after a chunk of responses was upserted; their ids are in temp._rid -------------------
+# -- upkeep at the end of a transaction: the touched response ids are in temp._rid, the touched
+# sessions (events without a response id) in temp._sid. Each touched response's aggregates are
+# recomputed from its events (one range of the events key) rather than merged chunk by chunk,
+# so a response written to by many chunks is rewritten once.
 _MOVED = (
     "SELECT r.response_id FROM temp._rid t JOIN responses r ON r.response_id = t.response_id"
     " WHERE r.session_id IS NOT NULL"
 )
-RESPONSES_UPKEEP = (
-    # A response's facts row: its current columns, the signals it had under no session (a
-    # later record named the session) and those that waited in pending.
-    f"INSERT INTO facts (skey, response_id, ts, variant, model, {_SIG})"
-    " SELECT COALESCE(r.session_id, ''), r.response_id, r.ts, r.variant, r.model, "
-    + ", ".join(f"COALESCE({_MERGE[n]}(o.{n}, p.{n}), o.{n}, p.{n})" for n in SIGNALS)
-    + " FROM temp._rid t JOIN responses r ON r.response_id = t.response_id"
-    " LEFT JOIN facts o ON r.session_id IS NOT NULL AND o.skey = ''"
-    " AND o.response_id = r.response_id"
-    " LEFT JOIN pending p ON p.response_id = r.response_id WHERE true"
-    " ON CONFLICT (skey, response_id) DO UPDATE SET ts = excluded.ts,"
-    " variant = excluded.variant, model = excluded.model, "
-    + ", ".join(f"{n} = {merged(n, 'facts', 'excluded')}" for n in SIGNALS),
+UPKEEP = (
+    "DELETE FROM temp._agg",
+    "INSERT INTO temp._agg "
+    + AGGREGATE.format(src="events").replace(
+        "WHERE response_id != ''",
+        "WHERE response_id IN (SELECT response_id FROM temp._rid) AND response_id != ''",
+    ),
+    # A response that gained a session was filed under '' until now.
     f"DELETE FROM facts WHERE skey = '' AND response_id IN ({_MOVED})",
+    f"INSERT OR REPLACE INTO facts (skey, response_id, ts, variant, model, {_SIG})"
+    f" SELECT COALESCE(r.session_id, ''), r.response_id, r.ts, r.variant, r.model, {_A_SIG}"
+    " FROM temp._rid t JOIN responses r ON r.response_id = t.response_id"
+    " LEFT JOIN temp._agg a ON a.response_id = t.response_id",
     "DELETE FROM pending WHERE response_id IN (SELECT response_id FROM temp._rid)",
+    f"INSERT INTO pending (response_id, {_SIG}) SELECT a.response_id, {_A_SIG} FROM temp._agg a"
+    " WHERE NOT EXISTS (SELECT 1 FROM responses r WHERE r.response_id = a.response_id)",
+    "DELETE FROM facts WHERE response_id = '' AND skey IN (SELECT session_id FROM temp._sid)",
+    f"INSERT INTO facts (skey, response_id, ts, variant, model, {_SIG})"
+    + _SESSION_AGGREGATE.format(src="events").replace(
+        "WHERE response_id = ''",
+        "WHERE response_id = '' AND session_id IN (SELECT session_id FROM temp._sid)",
+    ),
     "DELETE FROM temp._rid",
+    "DELETE FROM temp._sid",
 )
 
 TEMP_TABLES = (
-    "CREATE TEMP TABLE IF NOT EXISTS _ev (response_id, type, ts, session_id, delay_s, metadata,"
-    " event_id)",
+    "CREATE TEMP TABLE IF NOT EXISTS _sid (session_id TEXT PRIMARY KEY)",
     f"CREATE TEMP TABLE IF NOT EXISTS _agg (response_id TEXT PRIMARY KEY, {_SIG})",
     "CREATE TEMP TABLE IF NOT EXISTS _rid (response_id TEXT PRIMARY KEY)",
 )

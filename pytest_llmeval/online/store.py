@@ -12,6 +12,7 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Iterable, Mapping, Sequence
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,7 @@ WHERE excluded.ts < responses.ts
    OR (responses.metadata IS NULL AND excluded.metadata IS NOT NULL)
 """
 _INSERT_FAILURE = "INSERT OR IGNORE INTO failures VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-_INSERT_EVENTS = "INSERT OR IGNORE INTO events SELECT * FROM temp._ev"
+_INSERT_EVENT = "INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?, ?)"
 _CHUNK = 20_000
 
 Chunk = tuple[list[ResponseRow], list[EventRow], list[FailureRow]]
@@ -116,6 +117,8 @@ class EventStore(Recorder):
         self._conn = sqlite3.connect(
             str(self.path), timeout=timeout, isolation_level=None, check_same_thread=False
         )
+        self._touched: set[str] = set()
+        self._sessions: set[str] = set()
         try:
             self._conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
             self._init_schema(create)
@@ -192,19 +195,24 @@ class EventStore(Recorder):
         added_events = added_failures = 0
         if responses:
             conn.executemany(_UPSERT_RESPONSE, responses)
-            conn.executemany(
-                "INSERT OR IGNORE INTO temp._rid VALUES (?)", [(r[0],) for r in responses]
-            )
-            for statement in schema.RESPONSES_UPKEEP:
-                conn.execute(statement)
+            self._touched.update(r[0] for r in responses)
         if events:
-            conn.executemany("INSERT INTO temp._ev VALUES (?, ?, ?, ?, ?, ?, ?)", events)
-            added_events = conn.execute(_INSERT_EVENTS).rowcount
-            for statement in schema.EVENTS_UPKEEP:
-                conn.execute(statement)
+            added_events = conn.executemany(_INSERT_EVENT, events).rowcount
+            self._touched.update(map(itemgetter(0), events))
+            self._sessions.update(e[3] for e in events if not e[0])
         if failures:
             added_failures = conn.executemany(_INSERT_FAILURE, failures).rowcount
         return added_events, added_failures
+
+    def _upkeep(self) -> None:
+        """Recompute the aggregates of what this transaction touched (see :mod:`.schema`)."""
+        touched, sessions = self._touched, self._sessions
+        touched.discard("")
+        self._touched, self._sessions = set(), set()
+        self._conn.executemany("INSERT INTO temp._rid VALUES (?)", ((t,) for t in touched))
+        self._conn.executemany("INSERT INTO temp._sid VALUES (?)", ((s,) for s in sessions))
+        for statement in schema.UPKEEP:
+            self._conn.execute(statement)
 
     def _ingest_rows(
         self, rows: Iterable[Row], *, threaded: bool = False
@@ -274,6 +282,7 @@ class EventStore(Recorder):
                 thread.join()
         if failure:
             raise failure[0]
+        self._upkeep()
         n_responses = self._count("responses") - before
         n_events, n_failures = added
         return n_responses, n_events, n_failures, total - n_responses - n_events - n_failures

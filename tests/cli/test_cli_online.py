@@ -451,8 +451,81 @@ def test_shadow_from_store(
     report = json.loads(out)
     assert report["n"] == 600  # no --production needed: the stored answers are compared
     assert {c["production"] for c in report["comparisons"]} == {"an answer"}
-    # 60 responses carry a thumbs-down. Neither answer covers their questions, so the local
-    # judge calls them ties, except "question 30 for ...", which shares "30" with the shadow's
-    # answer: shadow preferred on a thumbs-down, which agrees with the user.
+    # 60 responses carry a thumbs-down. Stored responses have no reference answer, so the
+    # local judge abstains (ties) on every one: no agreement can be measured.
     agreement = report["feedback_agreement"]
-    assert (agreement["n"], agreement["ties_skipped"], agreement["agree"]) == (1, 59, 1)
+    assert (agreement["n"], agreement["ties_skipped"], agreement["agree"]) == (0, 60, 0)
+
+
+def test_ingest_goes_on_after_bad_text_and_deep_nesting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = events(3, "v1", "control", 1, 1)
+    first = tmp_path / "a.jsonl"
+    lines = [json.dumps(r) for r in good[:2]]
+    lines.append('{"type": "copy", "response_id": "\\ud800", "timestamp": 1700000000}')
+    lines.append(json.dumps(good[2])[:-1] + ', "metadata": {"x": "caf\xe9"}}')
+    deep = '{"type": "copy", "response_id": "v1-0", "timestamp": 1700000001, "metadata": '
+    lines.append(deep + '{"a": ' * 1200 + "1" + "}" * 1200 + "}")
+    lines.append("[" * 5000 + "]" * 5000)
+    lines += [json.dumps(r) for r in good[3:]]
+    data = "\n".join(lines).encode("utf-8") + b"\n"
+    data = data.replace("caf\xe9".encode(), b"caf\xe9")  # Latin-1, not UTF-8
+    first.write_bytes(data)
+    second = write(tmp_path / "b.jsonl", events(2, "v2", "treatment", 0, 0))
+    path = str(tmp_path / "db.sqlite3")
+    code, out, err = run(capsys, "online", "ingest", str(first), str(second), "--db", path)
+    assert code == 0, err
+    assert f"{first}:3: contains a lone surrogate" in err
+    assert f"{first}:4: not UTF-8" in err
+    assert f"{first}:5: " in err and "nested too deeply" in err.split(f"{first}:5: ")[1]
+    assert f"{first}:6: invalid JSON: nested too deeply" in err
+    assert "Traceback" not in err and "RecursionError" not in err
+    assert "4 bad line(s) skipped" in out
+    code, out, _ = run(capsys, "online", "dashboard", "--db", path, "--window", "all", "--json")
+    # the 3 responses of a.jsonl (its bad lines were events) and the 2 of b.jsonl
+    dash = json.loads(out)
+    assert dash["responses_shown"] == 5
+    assert dash["copy_rate"]["numerator"] == 0  # the only copy was the line with bad bytes
+
+
+FLYWHEEL_RUN = """
+import sys, time
+from pytest_llmeval.cli import main
+start = float(sys.argv[1])
+while time.time() < start:
+    time.sleep(0.001)
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_two_flywheel_runs_at_once_append_each_case_once(db: str, tmp_path: Path) -> None:
+    import os
+    import time
+
+    from pytest_llmeval.core.cases import iter_cases
+
+    evals = tmp_path / "evals"
+    evals.mkdir()
+    out_file = evals / "llmeval_production_failures.jsonl"
+    argv = ["flywheel", "--db", db, "--since", "all", "--cases", str(evals)]
+    argv += ["--out", str(out_file), "--limit", "40"]
+    start = str(time.time() + 1.5)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", FLYWHEEL_RUN, start, *argv, "--seed", str(seed)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for seed in (1, 2)
+    ]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], results
+    ids = [json.loads(line)["id"] for line in out_file.read_text().splitlines()]
+    assert len(ids) == len(set(ids)) == 60  # 60 thumbs-down responses, each once
+    cases = list(iter_cases(str(out_file), out_file.read_bytes()))
+    assert all(not isinstance(c, Exception) for c in cases)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert out_file.stat().st_mode & 0o777 == 0o666 & ~mask

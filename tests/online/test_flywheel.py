@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from pytest_llmeval.core.cases import iter_cases, validate_case_dict
+from pytest_llmeval.online import EventStore
 from pytest_llmeval.online.flywheel import (
     allocate,
     append_lines_atomically,
@@ -17,7 +18,6 @@ from pytest_llmeval.online.flywheel import (
     select_failures,
     slug,
 )
-from pytest_llmeval.online import EventStore
 
 T0 = 1_700_000_000.0
 NOW = T0 + 3600

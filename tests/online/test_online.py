@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from pytest_llmeval import online
-from pytest_llmeval.online import store as online_store
 from pytest_llmeval.online import (
     EventStore,
     RecordError,
@@ -22,6 +21,7 @@ from pytest_llmeval.online import (
     interleaving_credit,
     interleaving_test,
 )
+from pytest_llmeval.online import store as online_store
 from pytest_llmeval.stats import proportion_ci, sign_test
 
 T0 = 1_700_000_000.0
