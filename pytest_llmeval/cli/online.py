@@ -548,7 +548,7 @@ def _load_system(spec: str, what: str) -> Callable[..., Any]:
 
 def _cmd_shadow(args: argparse.Namespace) -> int:
     from pytest_llmeval.judges.pairwise_local import LocalPairwiseJudge
-    from pytest_llmeval.shadow import (
+    from pytest_llmeval.online.shadow import (
         ShadowEvaluator,
         ShadowItem,
         items_from_cases,
@@ -636,7 +636,7 @@ def _cmd_shadow(args: argparse.Namespace) -> int:
 
 
 def _cmd_flywheel(args: argparse.Namespace) -> int:
-    from pytest_llmeval.flywheel import run_flywheel
+    from pytest_llmeval.online.flywheel import run_flywheel
 
     if not os.path.exists(args.cases):
         raise CLIError(f"--cases {args.cases}: no such file or folder")
