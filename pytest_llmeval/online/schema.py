@@ -101,14 +101,14 @@ CREATE TABLE IF NOT EXISTS pending (
 #: Per response id, the signals of a set of event rows (``{src}``: a table of event columns).
 AGGREGATE = """
 SELECT response_id,
-    MIN(CASE WHEN type = 'copy' THEN ts END),
-    MAX(CASE WHEN type = 'rephrase_retry' THEN ts END),
-    MIN(CASE WHEN type = 'rephrase_retry' AND delay_s >= 0 THEN delay_s END),
-    MIN(CASE WHEN type = 'rephrase_retry' AND delay_s < 0 THEN ts END),
-    MAX(CASE WHEN type = 'thumbs_up' THEN ts END),
-    MAX(CASE WHEN type = 'thumbs_down' THEN ts END),
-    MIN(CASE WHEN type = 'continue' THEN ts END),
-    MIN(CASE WHEN type = 'task_complete' THEN ts END)
+    MIN(CASE WHEN type = 'copy' THEN ts END) AS copy_first,
+    MAX(CASE WHEN type = 'rephrase_retry' THEN ts END) AS retry_last,
+    MIN(CASE WHEN type = 'rephrase_retry' AND delay_s >= 0 THEN delay_s END) AS retry_delay_min,
+    MIN(CASE WHEN type = 'rephrase_retry' AND delay_s < 0 THEN ts END) AS retry_nodelay_first,
+    MAX(CASE WHEN type = 'thumbs_up' THEN ts END) AS up_last,
+    MAX(CASE WHEN type = 'thumbs_down' THEN ts END) AS down_last,
+    MIN(CASE WHEN type = 'continue' THEN ts END) AS continue_first,
+    MIN(CASE WHEN type = 'task_complete' THEN ts END) AS complete_first
 FROM {src} WHERE response_id != '' GROUP BY response_id
 """
 _SESSION_AGGREGATE = """

@@ -420,6 +420,48 @@ def test_store_errors(tmp_path: Path) -> None:
         s.dashboard(window=0)
 
 
+def test_a_version_1_store_is_migrated_on_open_and_keeps_every_event(tmp_path: Path) -> None:
+    from pytest_llmeval.online import schema
+
+    records = [
+        resp("r1", "s1", T0, variant="control"),
+        resp("r2", "s1", T0 + 10, variant="treatment"),
+        resp("r3", None, T0 + 20, variant="control"),
+        ev("copy", "r1", T0 + 1),
+        ev("thumbs_down", "r2", T0 + 12),
+        ev("thumbs_up", "r2", T0 + 11),
+        ev("rephrase_retry", "r3", T0 + 25),
+        ev("continue", None, T0 + 30, session_id="s1"),
+        ev("task_complete", "r2", T0 + 40),
+        ev("copy", "r-never-shown", T0 + 2),
+    ]
+    path = write_jsonl(tmp_path / "e.jsonl", records)
+    fresh = EventStore(tmp_path / "fresh.sqlite3")
+    fresh.ingest_file(path)
+    # the same records in a store as version 1 wrote it: three tables, user_version 1
+    old = tmp_path / "v1.sqlite3"
+    conn = sqlite3.connect(old)
+    conn.executescript(schema._V1_TABLES)
+    for table in ("responses", "events", "failures"):
+        rows = fresh.query(f"SELECT * FROM {table}")
+        if rows:
+            marks = ", ".join("?" * len(rows[0]))
+            conn.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    migrated = EventStore(old, create=False)
+    assert migrated.query("PRAGMA user_version")[0][0] == online.SCHEMA_VERSION == 2
+    assert migrated.counts() == fresh.counts() == {"responses": 3, "events": 7, "failures": 0}
+    for until in (T0 + 100, T0 + 11.5):
+        args: dict[str, Any] = {"window": None, "until": until, "by": "variant"}
+        assert migrated.dashboard(**args) == fresh.dashboard(**args)
+    assert migrated.dashboard(window=None, until=T0 + 100)["unattributed_events"] == 1
+    # and it goes on working as a version-2 store
+    migrated.record_copy("s1", "r2", timestamp=T0 + 50)
+    assert migrated.metric("copy_rate", window=None, until=T0 + 100).numerator == 2
+
+
 def test_schema_is_versioned_and_wal(tmp_path: Path) -> None:
     EventStore(tmp_path / "db.sqlite3").close()
     conn = sqlite3.connect(tmp_path / "db.sqlite3")
