@@ -244,6 +244,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     shadow.add_argument("--concurrency", type=_positive_int, default=4, help="threads (4)")
     shadow.add_argument("--alpha", type=_alpha, default=0.05, help="significance level (0.05)")
     shadow.add_argument(
+        "--bias-probes",
+        type=int,
+        default=20,
+        metavar="N",
+        help="re-judge N comparisons with the answer not preferred padded by neutral filler, "
+        "to measure verbosity bias (20; 0 turns the probe off)",
+    )
+    shadow.add_argument(
         "--rerun-production",
         action="store_true",
         help="call --production even where the store has the answer users saw",
@@ -603,6 +611,7 @@ def _cmd_shadow(args: argparse.Namespace) -> int:
         alpha=args.alpha,
         call_with=args.call_with,
         rerun_production=args.rerun_production,
+        bias_probes=args.bias_probes,
     )
     report = evaluator.run(items)
     if args.json:
@@ -619,6 +628,12 @@ def _cmd_shadow(args: argparse.Namespace) -> int:
         f"{report.sign_test_p:.3g}"
     )
     print(f"  position consistency {_pct(report.position_consistency_rate)}")
+    vb = report.verbosity_bias
+    if vb is not None:
+        print(
+            f"  verbosity bias {_pct(vb.rate)} {_ci(vb.ci)}: padding the answer not preferred "
+            f"with neutral filler moved the preference in {vb.moved}/{vb.probed} probe(s)"
+        )
     fa = report.feedback_agreement
     if fa is not None:
         print(

@@ -13,6 +13,12 @@ preferred" promotion rule), here:
   otherwise ``inconclusive``;
 * both systems run concurrently on a bounded thread pool; a system or judge error is recorded for
   that question and never counted as a preference;
+* two bias probes say how far the judge can be trusted: position consistency (the judge asked
+  in both orders agrees with itself) and verbosity bias: for up to ``bias_probes`` compared
+  questions the answer the judge did *not* prefer (the shadow's on a tie) is padded with
+  neutral filler that adds no content (:data:`FILLER`) and judged again; the rate at which the
+  preference moves towards the padded answer is reported with its interval (0 for a judge
+  that weighs content, not length);
 * the shadow answers appear only in the returned report: nothing is written to the event store;
 * when the questions come from the event store, production's *stored* answer (the one the user
   saw) is compared by default, so user feedback on it can calibrate the judge: the report says
@@ -35,6 +41,13 @@ from pytest_llmeval.core.verdict import PairwiseResult
 from pytest_llmeval.judges.base import PairwiseJudge
 from pytest_llmeval.online.store import EventStore
 from pytest_llmeval.online.values import Window, wilson_ci
+
+#: Neutral padding for the verbosity probe: polite, on no topic, no facts.
+FILLER = (
+    "\n\nI hope this helps. Please let me know if anything is unclear; I am always happy to "
+    "go through any part of this again, step by step, in as much detail as you would like."
+)
+_TOWARDS = {"production": "production", "shadow": "shadow"}
 
 Recommendation = Literal["promote_shadow", "keep_production", "inconclusive"]
 Side = Literal["production", "shadow", "tie"]
@@ -120,6 +133,70 @@ class FeedbackAgreement:
 
 
 @dataclass(frozen=True)
+class VerbosityProbe:
+    """Verbosity bias: of ``probed`` comparisons re-judged with the answer the judge did not
+    prefer padded by :data:`FILLER`, ``moved`` flipped (or tied) towards the padded answer."""
+
+    probed: int
+    moved: int
+    rate: float | None
+    ci: tuple[float, float] | None
+    errors: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "probed": self.probed,
+            "moved": self.moved,
+            "rate": self.rate,
+            "ci": None if self.ci is None else list(self.ci),
+            "errors": self.errors,
+            "filler": FILLER,
+        }
+
+
+def _moved(before: Side, after: Side, padded: Side) -> bool:
+    """Did padding ``padded`` move the preference towards it?"""
+    if before == padded:
+        return False  # never happens: the probe pads the side that was not preferred
+    if before == "tie":
+        return after == padded
+    return after != before
+
+
+def probe_verbosity(
+    judge: PairwiseJudge, comparisons: Sequence[ShadowComparison], limit: int
+) -> VerbosityProbe | None:
+    """Re-judge up to ``limit`` comparisons with the non-preferred answer padded."""
+    done = [c for c in comparisons if c.result is not None and c.production and c.shadow]
+    if limit <= 0 or not done:
+        return None
+    probed = moved = errors = 0
+    for c in done[:limit]:
+        before = c.preference
+        assert before is not None and c.production is not None and c.shadow is not None
+        padded: Side = "production" if before == "shadow" else "shadow"
+        a, b = c.production, c.shadow
+        if padded == "production":
+            a += FILLER
+        else:
+            b += FILLER
+        try:
+            result = judge.compare(c.item.question, a, b)
+        except Exception:  # a probe that fails is counted, never turned into a preference
+            errors += 1
+            continue
+        probed += 1
+        moved += _moved(before, _SIDES[result.preference], padded)
+    return VerbosityProbe(
+        probed,
+        moved,
+        moved / probed if probed else None,
+        wilson_ci(moved, probed) if probed else None,
+        errors,
+    )
+
+
+@dataclass(frozen=True)
 class ShadowReport:
     """The aggregate of a shadow run (the seed's ``aggregate_results``, made sound)."""
 
@@ -138,6 +215,7 @@ class ShadowReport:
     feedback_agreement: FeedbackAgreement | None
     judge: Mapping[str, Any]
     comparisons: tuple[ShadowComparison, ...] = field(repr=False, default=())
+    verbosity_bias: VerbosityProbe | None = None
 
     def to_dict(self, *, include_comparisons: bool = True) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -153,6 +231,9 @@ class ShadowReport:
             ),
             "sign_test_p": self.sign_test_p,
             "position_consistency_rate": self.position_consistency_rate,
+            "verbosity_bias": (
+                None if self.verbosity_bias is None else self.verbosity_bias.to_dict()
+            ),
             "alpha": self.alpha,
             "recommendation": self.recommendation,
             "feedback_agreement": (
@@ -171,6 +252,7 @@ def aggregate(
     alpha: float = 0.05,
     judge: Mapping[str, Any] | None = None,
     feedback_valid: bool = True,
+    verbosity_bias: VerbosityProbe | None = None,
 ) -> ShadowReport:
     """Wins, losses, ties, the sign test and the recommendation over ``comparisons``.
 
@@ -221,6 +303,7 @@ def aggregate(
         feedback_agreement=agreement,
         judge=dict(judge or {}),
         comparisons=tuple(comparisons),
+        verbosity_bias=verbosity_bias,
     )
 
 
@@ -263,6 +346,7 @@ class ShadowEvaluator:
         alpha: float = 0.05,
         call_with: Literal["case", "question"] = "case",
         rerun_production: bool = False,
+        bias_probes: int = 20,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
@@ -275,6 +359,7 @@ class ShadowEvaluator:
         self.alpha = alpha
         self.call_with = call_with
         self.rerun_production = rerun_production
+        self.bias_probes = bias_probes
         self._comparisons: list[ShadowComparison] = []
 
     def _compare(self, item: ShadowItem) -> ShadowComparison:
@@ -320,14 +405,20 @@ class ShadowEvaluator:
         """Compare every item and aggregate (the comparisons are remembered too)."""
         comparisons = self.compare_all(items)
         self._comparisons.extend(comparisons)
-        return self.report(comparisons)
+        return self.report(comparisons, probe=True)
 
-    def report(self, comparisons: Sequence[ShadowComparison] | None = None) -> ShadowReport:
+    def report(
+        self, comparisons: Sequence[ShadowComparison] | None = None, *, probe: bool = False
+    ) -> ShadowReport:
+        """The aggregate; with ``probe``, the verbosity probe re-judges up to
+        ``bias_probes`` of the comparisons (``bias_probes`` more judge calls)."""
+        chosen = self._comparisons if comparisons is None else comparisons
         return aggregate(
-            self._comparisons if comparisons is None else comparisons,
+            chosen,
             alpha=self.alpha,
             judge=self.judge.identity.to_dict(),
             feedback_valid=not self.rerun_production,
+            verbosity_bias=probe_verbosity(self.judge, chosen, self.bias_probes) if probe else None,
         )
 
     def aggregate_results(self) -> dict[str, Any]:

@@ -402,6 +402,7 @@ def test_shadow_command(
     assert report["judge"]["name"] == "local-pairwise"
     code, out, _ = run(capsys, *argv)
     assert "recommendation: promote_shadow" in out
+    assert "verbosity bias " in out and "probe(s)" in out
     code, out, _ = run(
         capsys,
         "shadow",
@@ -449,6 +450,8 @@ def test_shadow_from_store(
     )
     assert code == 0
     report = json.loads(out)
+    probe = report["verbosity_bias"]  # ties everywhere: padding cannot move the local judge
+    assert (probe["probed"], probe["moved"], probe["rate"]) == (20, 0, 0.0)
     assert report["n"] == 600  # no --production needed: the stored answers are compared
     assert {c["production"] for c in report["comparisons"]} == {"an answer"}
     # 60 responses carry a thumbs-down. Stored responses have no reference answer, so the

@@ -179,9 +179,10 @@ def test_store_items_use_the_answer_users_saw_and_calibrate(tmp_path: Path) -> N
         calls.append(case.question)
         return "fresh"
 
-    report = ShadowEvaluator(prod, shadow, judge).run(items)
+    report = ShadowEvaluator(prod, shadow, judge, bias_probes=0).run(items)
     assert calls == []  # the stored answers were compared, production was not called
     assert {a for _, a, _ in judge.seen} == {f"stored {i}" for i in range(5)}
+    assert report.verbosity_bias is None
     fa = report.feedback_agreement
     assert fa is not None
     assert (fa.n, fa.agree, fa.ties_skipped) == (4, 3, 0)
@@ -231,3 +232,39 @@ def test_local_pairwise_judge() -> None:
     assert plain.identity.name == "local-pairwise"
     with pytest.raises(ValueError):
         LocalPairwiseJudge(margin=1.5)
+
+
+class LengthLovingJudge:
+    """Prefers the longer answer (the bias the probe must catch)."""
+
+    identity = JudgeIdentity(name="length-loving")
+
+    def compare(self, question: str, response_a: str, response_b: str) -> PairwiseResult:
+        if len(response_a) == len(response_b):
+            return PairwiseResult(preference="tie", consistent=True)
+        return PairwiseResult(
+            preference="a" if len(response_a) > len(response_b) else "b", consistent=True
+        )
+
+
+def test_verbosity_probe_catches_a_judge_that_likes_length(tmp_path: Path) -> None:
+    from pytest_llmeval.online.shadow import FILLER
+
+    items = [ShadowItem(question=f"q{i}", production_response="short") for i in range(30)]
+
+    def longer(case: Case) -> str:
+        return "a longer answer"
+
+    biased = ShadowEvaluator(None, longer, LengthLovingJudge(), bias_probes=25).run(items)
+    assert biased.shadow_wins == 30
+    vb = biased.verbosity_bias
+    assert vb is not None and (vb.probed, vb.moved, vb.rate) == (25, 25, 1.0)
+    assert vb.ci == pytest.approx(proportion_ci(25, 25, method="wilson", level=0.95))
+    assert biased.to_dict()["verbosity_bias"]["filler"] == FILLER
+    # a judge of content: the same answers, padding moves nothing
+    content = ScriptedJudge({f"q{i}": "b" for i in range(30)})
+    fair = ShadowEvaluator(None, longer, content, bias_probes=10).run(items)
+    assert fair.verbosity_bias is not None
+    assert (fair.verbosity_bias.probed, fair.verbosity_bias.moved) == (10, 0)
+    padded = [a for _, a, _ in content.seen if a.endswith(FILLER)]
+    assert len(padded) == 10  # the probe padded the answer that was not preferred
