@@ -313,6 +313,7 @@ def fit_grid_prior(
         if ll - prev < tol:
             break
         prev = ll
+    ll = float(c @ (np.log(lik @ w) + top[:, 0]))
     keep = w > 1e-12
     support = tuple(float(v) for v in g[keep])
     weights_arr = w[keep] / w[keep].sum()

@@ -117,10 +117,13 @@ def run_dispersion(passes: Sequence[Sequence[int]], samples: Sequence[Sequence[i
 
     ``passes[j][i]`` of ``samples[j][i]`` samples of case ``i`` passed in run ``j`` (0 samples:
     absent). With ``p̂_i`` the case's pooled rate and ``n_i`` its pooled samples, run ``j``'s
-    deviation ``D_j = Σ_i (y_ji - s_ji p̂_i)`` has variance
-    ``V_j = Σ_i s_ji (1 - s_ji/n_i) p̂_i (1 - p̂_i) n_i/(n_i - 1)`` under binomial noise, and::
+    deviation ``D_j = Σ_i (y_ji - s_ji p̂_i)`` is compared with the binomial variance of the run
+    ``V_j = Σ_i s_ji p̂_i (1 - p̂_i) n_i/(n_i - 1)`` (``p̂(1 - p̂) n/(n - 1)`` is unbiased for
+    ``p(1 - p)``), and::
 
         X² = Σ_j D_j² / V_j,   df = runs - 1,   phi = X² / df
+
+    (the deviations sum to 0, hence ``runs - 1`` degrees of freedom)
 
     the Pearson dispersion statistic (McCullagh & Nelder 1989, §4.5; Williams, *Appl. Statist.*
     31, 1982). Fewer than 2 runs, or no varying case, give ``phi = 1, df = 0``.
@@ -139,8 +142,7 @@ def run_dispersion(passes: Sequence[Sequence[int]], samples: Sequence[Sequence[i
     p = np.divide(k, n, out=np.zeros_like(k), where=n > 0)
     base = np.where(ok, p * (1.0 - p) * n / np.where(ok, n - 1.0, 1.0), 0.0)
     dev = (y - s * p[None, :]).sum(axis=1)
-    frac = np.divide(s, n[None, :], out=np.zeros_like(s), where=n[None, :] > 0)
-    var = (s * (1.0 - frac) * base[None, :]).sum(axis=1)
+    var = (s * base[None, :]).sum(axis=1)
     used = var > 0
     df = int(np.sum(used)) - 1
     if df < 1:
