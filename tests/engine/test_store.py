@@ -123,8 +123,11 @@ def test_corrupt_baseline_names_the_file_and_line(tmp_path: Path) -> None:
         (b'{"version": 1}', "not a pytest-llmeval baseline"),
         (b'{"version": 99, "cases": {}}', "version 99"),
         (b'{"version": 1, "cases": {"f::a": {"score": 1}}}', "case 'f::a'"),
-        (b'{"version": 1, "cases": {"f::a": {"verdict": "pass", "score": "x"}}}', "bad entry"),
-        (b"\xff\xfe{}", "unreadable"),
+        (
+            b'{"version": 1, "cases": {"f::a": {"verdict": "pass", "score": "x"}}}',
+            "case 'f::a': field 'score': must be a number",
+        ),
+        (b"\xff\xfe{}", "not UTF-8"),
     ],
 )
 def test_invalid_baseline_is_a_store_error(tmp_path: Path, content: bytes, words: str) -> None:
@@ -229,7 +232,10 @@ def test_atomic_write_failure_leaves_the_old_file(
         append_history(history, {"total": 1, "passed": 0, "pass_rate": 0.0})
     monkeypatch.undo()
     assert {p.name: p.read_bytes() for p in (baseline, history)} == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["baseline.json", "history.jsonl"]
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == [".gitignore", "baseline.json", "baseline.json.lock", "history.jsonl"] + [
+        "history.jsonl.lock"
+    ]  # no temp file
 
 
 def test_atomic_write_failure_while_writing_leaves_the_old_file(
