@@ -265,10 +265,119 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+_MAX_COUNT = 2**53 - 1
+
+
+def _count(value: Any, low: int = 0) -> bool:
+    return type(value) is int and low <= value <= _MAX_COUNT
+
+
+def _number(value: Any, low: float = 0.0, high: float = 1.0) -> bool:
+    return type(value) in (int, float) and low <= value <= high
+
+
+def _strings(value: Any) -> bool:
+    return type(value) is list and all(type(v) is str for v in value)
+
+
+def _fast_judge(judge: Any) -> bool:
+    if judge is None:
+        return True
+    return (
+        type(judge) is dict
+        and type(judge.get("name")) is str
+        and judge["name"] != ""
+        and all(
+            judge.get(k) is None or type(judge[k]) is str
+            for k in ("model", "prompt_version", "version")
+        )
+    )
+
+
+def _fast_entry(raw: Any) -> bool:
+    return (
+        type(raw) is dict
+        and raw.get("verdict") in ("pass", "fail")
+        and type(raw["verdict"]) is str
+        and _number(raw.get("score"))
+        and ("response_sha256" not in raw or type(raw["response_sha256"]) is str)
+        and ("threshold" not in raw or _number(raw["threshold"]))
+        and ("passes" not in raw or _count(raw["passes"]))
+        and ("samples" not in raw or _count(raw["samples"], 1))
+        and ("response" not in raw or type(raw["response"]) is str)
+    )
+
+
+def _fast_baseline(obj: Any) -> bool:
+    """True only for baselines that certainly satisfy ``baseline.schema.json`` (a speed path:
+    jsonschema takes ~0.1 ms an entry; anything unusual goes through it).
+    ``tests/engine/test_state_files_property.py`` checks it never accepts an invalid file."""
+    if type(obj) is not dict or type(obj.get("version")) is not int or obj["version"] != 1:
+        return False
+    if not _fast_judge(obj.get("judge")) or type(obj.get("cases")) is not dict:
+        return False
+    if "default_threshold" in obj and not _number(obj["default_threshold"]):
+        return False
+    return all(key != "" and _fast_entry(raw) for key, raw in obj["cases"].items())
+
+
+_AGREEMENT_NUMBERS = ("accuracy", "kappa", "kappa_low", "kappa_high", "tpr", "tnr")
+
+
+def _fast_agreement(raw: Any) -> bool:
+    return (
+        type(raw) is dict
+        and all(_count(raw.get(k)) for k in ("tp", "fp", "fn", "tn"))
+        and ("n" not in raw or _count(raw["n"]))
+        and all(
+            raw.get(k) is None or _number(raw[k], -math.inf, math.inf) for k in _AGREEMENT_NUMBERS
+        )
+        and ("confidence" not in raw or (_number(raw["confidence"]) and 0 < raw["confidence"] < 1))
+        and ("method" not in raw or type(raw["method"]) is str)
+    )
+
+
+def _fast_history(obj: Any) -> bool:
+    """True only for lines that certainly satisfy ``history.schema.json`` (a speed path)."""
+    if type(obj) is not dict:
+        return False
+    get = obj.get
+    return (
+        _count(get("total"))
+        and _count(get("passed"))
+        and _number(get("pass_rate"))
+        and ("timestamp" not in obj or type(obj["timestamp"]) is str)
+        and (get("commit") is None or type(obj["commit"]) is str)
+        and ("errors" not in obj or _count(obj["errors"]))
+        and (get("mean_score") is None or _number(obj["mean_score"]))
+        and ("judge" not in obj or _fast_judge(obj["judge"]))
+        and ("failed" not in obj or _strings(obj["failed"]))
+        and ("keys_sha256" not in obj or type(obj["keys_sha256"]) is str)
+        and ("errored" not in obj or _strings(obj["errored"]))
+        and ("samples" not in obj or _count(obj["samples"], 1))
+        and (
+            "sample_passes" not in obj
+            or (
+                type(obj["sample_passes"]) is dict
+                and all(
+                    type(pair) is list and len(pair) == 2 and _count(pair[0]) and _count(pair[1], 1)
+                    for pair in obj["sample_passes"].values()
+                )
+            )
+        )
+        and ("agreement" not in obj or _fast_agreement(obj["agreement"]))
+    )
+
+
+_FAST = {"baseline": _fast_baseline, "history": _fast_history}
+
+
 def _schema_problem(name: str, obj: Any) -> tuple[list[Any], str] | None:
     """The clearest schema error of ``obj``: (field path, message), or None when valid."""
     from jsonschema.exceptions import best_match
 
+    if _FAST[name](obj):
+        return None
     validator = _validator(name)
     if validator.is_valid(obj):
         return None
