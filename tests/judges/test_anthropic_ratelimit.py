@@ -263,13 +263,14 @@ def test_the_servers_headers_pace_requests_without_refusals(
     # The server allows 6 requests in any 1.5 s; the judge has no limit of its own.
     fake_anthropic.rpm, fake_anthropic.rpm_window = 6, 1.5
     j = judge()
+    j.score(CASE, "30 days")  # the SDK import, outside the timing
     t0 = time.monotonic()
     with ThreadPoolExecutor(max_workers=3) as pool:
-        list(pool.map(lambda i: j.score(CASE, f"30 days {i}"), range(15)))
+        list(pool.map(lambda i: j.score(CASE, f"30 days {i}"), range(11)))
     wall = time.monotonic() - t0
-    assert statuses(fake_anthropic) == [200] * 15
+    assert statuses(fake_anthropic) == [200] * 12
     assert max_in_window([r.time for r in fake_anthropic.message_requests()], 1.5) <= 6
-    assert wall < 6.0  # three bursts: about 2 windows of waiting
+    assert wall < 1.5 * 3  # two waits for the window to clear, not one per request
 
 
 def test_async_runs_are_paced_by_the_headers_too(fake_anthropic: FakeAnthropic) -> None:

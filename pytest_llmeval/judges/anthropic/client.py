@@ -306,6 +306,8 @@ class ClaudeClient:
                 ticket = got
                 result = yield call
             except Exception as exc:
+                if ticket is not None:
+                    limiter.release(ticket)
                 failure = classify(
                     exc, model=self.model, timeout=self.timeout, retry_timeouts=retry_timeouts
                 )
@@ -319,9 +321,13 @@ class ClaudeClient:
                 yield wait
                 attempt += 1
                 continue
-            if isinstance(result, _Answer):
-                limiter.observe(ticket, result.headers, usage_of(result.message))
-            return result
+            else:
+                if isinstance(result, _Answer):
+                    limiter.observe(ticket, result.headers, usage_of(result.message))
+                return result
+            finally:
+                if ticket is not None:
+                    limiter.release(ticket)  # however the attempt ended (cancelled included)
 
     def _asking(
         self,

@@ -9,14 +9,14 @@ Three things decide when a request may start (:meth:`RateLimiter.poll`):
 2. **The server's budget**, read from every answer's rate-limit headers
    (``anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-{limit,remaining,reset}``,
    documented at https://docs.claude.com/en/api/rate-limits). ``remaining`` counts what the
-   server had left when it took the answered request; the requests started since then are
-   subtracted, token budgets are turned into requests with the tokens a request has used so
-   far, and ``share`` keeps a process to its part when several (xdist workers) use one key.
-   Until a budget is replenished a later answer may lower it, never raise it (answers to
-   concurrent requests arrive out of order). When a budget is used up, starts wait until its
-   ``reset`` (the time the API says it is fully replenished): bursting to the budget and
-   waiting for the reset keeps about the full rate against a token bucket and a fixed or
-   sliding window alike, with no refusals.
+   server had left when it took the answered request. Until the budget is replenished the
+   lowest figure counts, less every request still in flight (answers to concurrent requests
+   come back in any order, so this is the figure that never overshoots); token budgets are
+   turned into requests with the tokens a request has used so far, and ``share`` keeps a
+   process to its part when several (xdist workers) use one key. When a budget is used up,
+   starts wait until its ``reset`` (the time the API says it is fully replenished): bursting
+   to the budget and waiting for the reset keeps about the full rate against a token bucket
+   and a fixed or sliding window alike, without refusals.
 3. **Refusals**: a 429 pauses every start until its ``retry-after`` (exponential backoff when it
    has none, doubling on consecutive refusals); the first accepted answer ends the backoff. The
    judge's own retry of the refused request waits the same time: the safety net.
@@ -116,8 +116,8 @@ class Ticket:
 
 @dataclass(frozen=True)
 class _Budget:
-    allowance: float  # starts still allowed before ``until``
-    until: float  # monotonic time of the reset
+    low: float  # the lowest ``remaining`` reported since the budget was last replenished
+    until: float  # monotonic time of the reset (the latest one reported)
 
 
 class RateLimiter:
@@ -170,6 +170,7 @@ class RateLimiter:
         self._lock = threading.Lock()
         self._starts: deque[float] = deque()
         self._seq = 0
+        self._in_flight: set[int] = set()
         self._pause_until = -math.inf
         self._refusals = 0
         self._budgets: dict[str, _Budget] = {}
@@ -194,9 +195,8 @@ class RateLimiter:
                 self._starts.append(now)
                 while len(self._starts) > self.capacity:
                     self._starts.popleft()
-            for name, budget in self._budgets.items():
-                self._budgets[name] = _Budget(budget.allowance - 1, budget.until)
             self._seq += 1
+            self._in_flight.add(self._seq)
             return Ticket(self._seq, now)
 
     def _wait(self, now: float) -> float:
@@ -206,9 +206,18 @@ class RateLimiter:
         for name, budget in list(self._budgets.items()):
             if budget.until <= now:
                 del self._budgets[name]  # replenished: the next answer reports afresh
-            elif budget.allowance < 1:
+            elif self._allowance(name, budget) < 1:
                 wait = max(wait, budget.until - now)
         return wait
+
+    def _allowance(self, dimension: str, budget: _Budget) -> float:
+        """Starts the budget still allows. The answer that reported the lowest ``remaining``
+        reached the server last of all answered requests, so every request counted against
+        the budget since then is still in flight: subtracting all of them never overshoots."""
+        cost = 1.0 if dimension == "requests" else self._per_request.get(dimension, 0.0)
+        if cost <= 0:
+            return math.inf  # no usage seen yet: tokens cannot be turned into requests
+        return budget.low * self.share / cost - len(self._in_flight)
 
     def acquire(self) -> Ticket:
         """Block the calling thread until a request may start."""
@@ -228,11 +237,17 @@ class RateLimiter:
 
     # -- feedback ----------------------------------------------------------------------------
 
+    def release(self, ticket: Ticket) -> None:
+        """The request of ``ticket`` is over, however it ended (idempotent)."""
+        with self._lock:
+            self._in_flight.discard(ticket.seq)
+
     def observe(
         self, ticket: Ticket, headers: Mapping[str, str] | None, usage: Usage | None = None
     ) -> None:
         """An accepted answer to ``ticket``: its usage and rate-limit headers."""
         with self._lock:
+            self._in_flight.discard(ticket.seq)
             self._refusals = 0
             if usage is not None and usage.requests:
                 for dimension in DIMENSIONS[1:]:
@@ -243,7 +258,7 @@ class RateLimiter:
                         spent if before is None else max(spent, 0.8 * before + 0.2 * spent)
                     )
             if headers is not None:
-                self._learn(ticket, headers)
+                self._learn(headers)
 
     def refused(
         self,
@@ -256,6 +271,7 @@ class RateLimiter:
         """A 429 for ``ticket``: pause every start (at most ``max_pause`` seconds, if given, and
         never more than the limiter's own cap); returns the pause in seconds."""
         with self._lock:
+            self._in_flight.discard(ticket.seq)
             self._refusals += 1
             self.refusals_seen += 1
             if retry_after is not None and retry_after > 0:
@@ -266,31 +282,20 @@ class RateLimiter:
             pause = min(pause, self.max_pause if max_pause is None else max_pause, self.max_pause)
             self._pause_until = max(self._pause_until, self._clock() + pause)
             if headers is not None:
-                self._learn(ticket, headers)
+                self._learn(headers)
             return pause
 
-    def _learn(self, ticket: Ticket, headers: Mapping[str, str]) -> None:
+    def _learn(self, headers: Mapping[str, str]) -> None:
         now = self._clock()
-        started_since = self._seq - ticket.seq
         for limit in parse_limits(headers, self._wall()):
             if limit.reset is None:
                 continue
-            if limit.dimension == "requests":
-                cost = 1.0
-            else:
-                cost = self._per_request.get(limit.dimension, 0.0)
-                if cost <= 0:
-                    continue  # no usage seen yet: cannot turn tokens into requests
-            allowance = limit.remaining * self.share / cost - started_since
-            until = now + min(limit.reset, self.max_pause)
+            low, until = limit.remaining, now + min(limit.reset, self.max_pause)
             known = self._budgets.get(limit.dimension)
             if known is not None and known.until > now:
-                # Until the budget is replenished, a new figure may lower it, never raise it:
-                # concurrent requests reach the server out of order, so an answer can report
-                # a state older than one already known.
-                allowance = min(allowance, known.allowance)
-                until = max(until, known.until)
-            self._budgets[limit.dimension] = _Budget(allowance, until)
+                # until it is replenished, a budget only goes down
+                low, until = min(low, known.low), max(until, known.until)
+            self._budgets[limit.dimension] = _Budget(low, until)
 
     def __repr__(self) -> str:
         return f"RateLimiter(max_requests={self.max_requests}, per_seconds={self.per_seconds})"
