@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from fake_anthropic import SENTINEL_KEY, FakeAnthropic, Recorded, Reply, frames
+from fake_anthropic import SENTINEL_KEY, FakeAnthropic, Recorded, Reply, all_frames, frames
 
 from pytest_llmeval.judges import prompts
 
@@ -781,3 +781,32 @@ def llmeval_sut():
     arrivals = sorted(r.time for r in claude.fake.message_requests())
     first_verdict = arrivals[0] + 0.5  # the fake answers each request after 0.5 s
     assert called["c2"] < first_verdict and called["c3"] < first_verdict, (called, arrivals)
+
+
+# -- rate limits and several references ---------------------------------------------------------
+
+
+def test_rpm_allows_a_burst_and_the_servers_headers_pace_the_rest(claude: Claude) -> None:
+    # llmeval_rpm = 300 would allow all 12 at once; the server allows 6 in any 1.5 s and says
+    # so in its rate-limit headers: every case is judged, none refused, never 7 in a window.
+    claude.fake.rpm, claude.fake.rpm_window = 6, 1.5
+    claude.ini(llmeval_rpm="300", llmeval_concurrency="4")
+    ids = [f"c{i:02d}" for i in range(12)]
+    claude.setup({cid: good(cid) for cid in ids})
+    result = claude.run()
+    result.assert_outcomes(passed=12)
+    records = claude.fake.message_requests()
+    assert [r.status for r in records] == [200] * 12
+    times = sorted(r.time for r in records)
+    assert all(later - times[i] >= 1.5 for i, later in enumerate(times[6:]))
+
+
+def test_a_case_with_several_references_lists_them_all(claude: Claude) -> None:
+    claude.setup(
+        {"capital": "It is the city of Paris."},
+        capital={"ground_truth": ["Paris", "the city of Paris"]},
+    )
+    claude.run().assert_outcomes(passed=1)
+    (record,) = claude.fake.message_requests()
+    listed = [body for name, body in all_frames(record.user_text) if name == "reference"]
+    assert listed == ["Paris", "the city of Paris"]
