@@ -1,8 +1,9 @@
 """The self-contained HTML report, rendered from a JSON report dict (``REPORT_SCHEMA.md``).
 
-Formats, never decides: gate verdicts, outcomes and statistics are read from the report as the
-gate wrote them. The only numbers computed here are chart geometry and, when the report carries
-no ``summary.history`` block, the history band of the trend chart.
+Formats, never decides: the run's verdict, gate results, outcomes and statistics are read from
+the report as the end of the run wrote them (:mod:`pytest_llmeval.engine.finish`). The only
+numbers computed here are chart geometry: the history band is the history gate's own
+(``summary.history``), and a report without that block has no band.
 
 Safety: the page is rendered by Jinja2 with autoescaping, so every user-provided string (ids,
 tags, questions, responses, reasoning, commits) is escaped in text and in attributes. The charts
@@ -18,7 +19,6 @@ import base64
 import functools
 import hashlib
 import math
-import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -38,11 +38,16 @@ OUTCOME_LABELS: dict[str, str] = {
     "passed": "passed",
 }
 
+OUTCOME_RANK = {name: i for i, name in enumerate(OUTCOME_LABELS)}  # sort order: worst first
+
 GATE_LABELS: dict[str, str] = {
-    "regressions": "Regressions",
+    "regressions": "Regressions (per case)",
     "min_pass_rate": "Minimum pass rate",
-    "history": "Pass rate vs history (mean − k·std)",
-    "history_binomial": "Pass rate vs history (binomial test)",
+    "history": "Pass rate vs history",
+    "history_binomial": "Pass rate vs pooled history (binomial test)",
+    "suite_drop": "Suite-wide drop (CMH)",
+    "flips": "Regressions vs improvements",
+    "judge_agreement": "Judge agreement with people",
 }
 
 
@@ -78,18 +83,20 @@ class TrendPoint:
 
 @dataclass(frozen=True)
 class Band:
-    """The history band: mean ± k·std, with the gate's lower bound mean − k·std."""
+    """The history gate's band: from its lower bound to as far above the mean, drawn from the
+    gate's own numbers (``summary.history``)."""
 
     y_top: float
     y_bottom: float
     y_mean: float
     y_lower: float
     mean: float
-    std: float
-    k: float
+    std: float | None
     lower: float
-    points: int
-    computed_here: bool
+    upper: float
+    points: int | None
+    label: str
+    passed: bool | None
 
 
 @dataclass(frozen=True)
@@ -157,6 +164,42 @@ class GroupRow:
 
 
 @dataclass(frozen=True)
+class EvidenceView:
+    """The numbers behind a case's per-case decision, as the gate wrote them."""
+
+    history_passes: int | None
+    history_samples: int | None
+    history_runs: int | None
+    now_passes: int | None
+    now_samples: int | None
+    p_value: float | None
+    adjusted_p: float | None
+    alpha: float | None
+    threshold: float | None
+    method: str
+    unconfirmed: bool
+
+
+@dataclass(frozen=True)
+class AgreementView:
+    """The judge's agreement with people's labels (``summary.agreement``)."""
+
+    n: int | None
+    tp: int | None
+    fp: int | None
+    fn: int | None
+    tn: int | None
+    accuracy: float | None
+    kappa: float | None
+    kappa_low: float | None
+    kappa_high: float | None
+    tpr: float | None
+    tnr: float | None
+    confidence: float | None
+    method: str
+
+
+@dataclass(frozen=True)
 class CaseView:
     index: int
     id: str
@@ -166,9 +209,11 @@ class CaseView:
     question: str | None
     messages: tuple[tuple[str, str], ...]
     ground_truth: str | None
+    references: tuple[str, ...]
     rubric: str | None
     tags: tuple[str, ...]
     difficulty: str
+    human_verdict: str | None
     verdict: str
     outcome: str
     outcome_label: str
@@ -180,12 +225,19 @@ class CaseView:
     reasoning: str
     error: str | None
     baseline: Mapping[str, Any] | None
+    baseline_response: str | None
+    side_by_side: bool
+    evidence: EvidenceView | None
     samples: int | None
     passes: int | None
+    sample_verdicts: tuple[bool, ...]
     judge: str
     response: str | None
+    latency_s: float | None
+    attempts: int
     headline: str
     found: bool
+    rank: int
 
 
 @dataclass(frozen=True)
@@ -247,6 +299,19 @@ def _usd(value: Any) -> str:
     return f"${number:,.4f}" if 0 < number < 1 else f"${number:,.2f}"
 
 
+def _seconds(value: Any) -> str:
+    number = _num(value)
+    if number is None:
+        return "—"
+    return f"{number * 1000:.0f} ms" if number < 1 else f"{number:.2f} s"
+
+
+def _sortnum(value: Any) -> str:
+    """A number as a sort key for the case table's script ("" sorts last)."""
+    number = _num(value)
+    return "" if number is None else repr(number)
+
+
 def _nice_step(span: float, target: int) -> float:
     """A 1/2/5·10^n step giving about ``target`` intervals over ``span``."""
     raw = span / max(target, 1)
@@ -265,37 +330,28 @@ def _r(value: float) -> float:
 # --------------------------------------------------------------------------- charts
 
 
-def _history_band(
-    summary: Mapping[str, Any],
-    settings: Mapping[str, Any],
-    rates: Sequence[float],
-) -> tuple[float, float, float, float, int, bool] | None:
-    """(mean, std, k, lower, points, computed_here), or None when history is too short.
+def _band_label(block: Mapping[str, Any]) -> str:
+    """The history gate's rule, with its factor: ``mean − 2·std`` or the prediction bound."""
+    k, t = _num(block.get("k")), _num(block.get("t"))
+    if k is not None:
+        return f"mean − {k:g}·std"
+    method = _str(block.get("method")) or "prediction bound"
+    return f"{method}, t = {t:.3f}" if t is not None else method
 
-    Prefers the gate's own numbers (``summary.history``) so the chart and the gate's detail text
-    agree. Without them, computes mean and the *sample* standard deviation (n − 1) of the drawn
-    history points, as the history gate does. No band below ``settings.min_history`` points
-    (at least 2, since a standard deviation needs two points).
+
+def _history_band(summary: Mapping[str, Any]) -> tuple[float, float, Mapping[str, Any]] | None:
+    """(mean, lower bound, block) of the history gate (``summary.history``), or None.
+
+    Only the gate's own numbers: a report without them (too little history, a narrowed run, an
+    older report) draws no band rather than one the gate did not use.
     """
-    min_history = max(_int(settings.get("min_history")) or 0, 2)
     block = summary.get("history")
-    if isinstance(block, Mapping):
-        mean, std = _num(block.get("mean")), _num(block.get("std"))
-        points = _int(block.get("points"))
-        k = _num(block.get("k"))
-        if k is None:
-            k = _num(settings.get("std_threshold"))
-        if mean is not None and std is not None and points is not None and k is not None:
-            if points < min_history:
-                return None
-            lower = _num(block.get("lower_bound"))
-            return (mean, std, k, mean - k * std if lower is None else lower, points, False)
-    k = _num(settings.get("std_threshold"))
-    if k is None or len(rates) < min_history:
+    if not isinstance(block, Mapping):
         return None
-    mean = statistics.fmean(rates)
-    std = statistics.stdev(rates)
-    return (mean, std, k, mean - k * std, len(rates), True)
+    mean, lower = _num(block.get("mean")), _num(block.get("lower_bound"))
+    if mean is None or lower is None:
+        return None
+    return mean, lower, block
 
 
 def _x_labels(points: Sequence[TrendPoint]) -> list[str]:
@@ -320,7 +376,6 @@ def _trend_chart(report: Mapping[str, Any], current_rate: float | None) -> Trend
     if not history and current_rate is None:
         return None
     summary = _mapping(report.get("summary"))
-    settings = _mapping(report.get("settings"))
     created = _str(report.get("created"))
     # A run that updated the baseline may already be the last history line: mark it, not twice.
     last_is_current = (
@@ -333,14 +388,14 @@ def _trend_chart(report: Mapping[str, Any], current_rate: float | None) -> Trend
     slots = len(history) + (1 if extra_slot else 0)
 
     rates = [r for r in (_num(h.get("pass_rate")) for h in history) if r is not None]
-    band_values = _history_band(summary, settings, rates)
+    band_values = _history_band(summary)
 
     values = list(rates)
     if current_rate is not None:
         values.append(current_rate)
     if band_values is not None:
-        mean, std, k, lower, _, _ = band_values
-        values.extend([lower, mean + k * std])
+        mean, lower, _ = band_values
+        values.extend([lower, min(mean + (mean - lower), 1.0)])
     low = min(values) if values else 0.0
     lo_axis = max(0.0, min(low, 1.0) - 0.05)
     step = _nice_step(1.0 - lo_axis if lo_axis < 1.0 else 1.0, 5)
@@ -381,18 +436,21 @@ def _trend_chart(report: Mapping[str, Any], current_rate: float | None) -> Trend
 
     band = None
     if band_values is not None:
-        mean, std, k, lower, count, computed = band_values
+        mean, lower, block = band_values
+        upper = mean + (mean - lower)  # geometry: the band is drawn symmetric about the mean
+        passed = block.get("passed")
         band = Band(
-            y_top=y_of(mean + k * std),
+            y_top=y_of(upper),
             y_bottom=y_of(lower),
             y_mean=y_of(mean),
             y_lower=y_of(lower),
             mean=mean,
-            std=std,
-            k=k,
+            std=_num(block.get("std")),
             lower=lower,
-            points=count,
-            computed_here=computed,
+            upper=upper,
+            points=_int(block.get("points")),
+            label=_band_label(block),
+            passed=passed if isinstance(passed, bool) else None,
         )
 
     current_x = current_y = None
@@ -567,6 +625,71 @@ def one_line_reason(case: Mapping[str, Any], limit: int = 140) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
+def _evidence(raw: Any) -> EvidenceView | None:
+    if not isinstance(raw, Mapping):
+        return None
+    return EvidenceView(
+        history_passes=_int(raw.get("history_passes")),
+        history_samples=_int(raw.get("history_samples")),
+        history_runs=_int(raw.get("history_runs")),
+        now_passes=_int(raw.get("now_passes")),
+        now_samples=_int(raw.get("now_samples")),
+        p_value=_num(raw.get("p_value")),
+        adjusted_p=_num(raw.get("adjusted_p")),
+        alpha=_num(raw.get("alpha")),
+        threshold=_num(raw.get("threshold")),
+        method=_str(raw.get("method")),
+        unconfirmed=bool(raw.get("unconfirmed")),
+    )
+
+
+def evidence_text(raw: Any) -> str:
+    """The per-case gate numbers on one line (shared with the Markdown summary)."""
+    ev = _evidence(raw)
+    if ev is None:
+        return ""
+    if ev.unconfirmed or ev.p_value is None:
+        return f"now {_ratio(ev.now_passes, ev.now_samples)}; no recorded history for this case"
+    adjusted = "" if ev.adjusted_p is None else f", adjusted p = {ev.adjusted_p:.3g}"
+    return (
+        f"history {_ratio(ev.history_passes, ev.history_samples)} samples in"
+        f" {_plural(ev.history_runs or 0, 'run')}, now {_ratio(ev.now_passes, ev.now_samples)};"
+        f" p = {ev.p_value:.3g}{adjusted}"
+    )
+
+
+def _ratio(k: int | None, n: int | None) -> str:
+    return f"{'?' if k is None else k}/{'?' if n is None else n}"
+
+
+def _plural(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
+def _agreement(raw: Any) -> AgreementView | None:
+    if not isinstance(raw, Mapping):
+        return None
+    return AgreementView(
+        n=_int(raw.get("n")),
+        tp=_int(raw.get("tp")),
+        fp=_int(raw.get("fp")),
+        fn=_int(raw.get("fn")),
+        tn=_int(raw.get("tn")),
+        accuracy=_num(raw.get("accuracy")),
+        kappa=_num(raw.get("kappa")),
+        kappa_low=_num(raw.get("kappa_low")),
+        kappa_high=_num(raw.get("kappa_high")),
+        tpr=_num(raw.get("tpr")),
+        tnr=_num(raw.get("tnr")),
+        confidence=_num(raw.get("confidence")),
+        method=_str(raw.get("method")),
+    )
+
+
+# outcomes whose baseline answer is worth showing next to this run's
+_CHANGED = ("regression", "flaky", "improvement")
+
+
 def _case_view(index: int, raw: Mapping[str, Any]) -> CaseView:
     messages: list[tuple[str, str]] = []
     raw_messages = raw.get("messages")
@@ -575,8 +698,18 @@ def _case_view(index: int, raw: Mapping[str, Any]) -> CaseView:
             if isinstance(m, Mapping):
                 messages.append((_str(m.get("role")), _str(m.get("content"))))
     outcome = _str(raw.get("outcome")) or "passed"
-    baseline = raw.get("baseline")
+    raw_baseline = raw.get("baseline")
+    baseline = raw_baseline if isinstance(raw_baseline, Mapping) else None
+    baseline_response = None if baseline is None else baseline.get("response")
+    baseline_response = None if baseline_response is None else str(baseline_response)
+    response = None if raw.get("response") is None else str(raw.get("response"))
     question = raw.get("question")
+    ground_truth = None if raw.get("ground_truth") is None else str(raw.get("ground_truth"))
+    references = _strings(raw.get("references"))
+    if not references and ground_truth is not None:
+        references = (ground_truth,)
+    human = raw.get("human_verdict")
+    attempts = _int(raw.get("attempts"))
     return CaseView(
         index=index,
         id=_str(raw.get("id")),
@@ -585,10 +718,12 @@ def _case_view(index: int, raw: Mapping[str, Any]) -> CaseView:
         line=_int(raw.get("line")),
         question=None if question is None else str(question),
         messages=tuple(messages),
-        ground_truth=None if raw.get("ground_truth") is None else str(raw.get("ground_truth")),
+        ground_truth=ground_truth,
+        references=references,
         rubric=None if raw.get("rubric") is None else str(raw.get("rubric")),
         tags=_strings(raw.get("tags")),
         difficulty=_str(raw.get("difficulty")),
+        human_verdict=None if human is None else str(human),
         verdict=_str(raw.get("verdict")),
         outcome=outcome,
         outcome_label=OUTCOME_LABELS.get(outcome, outcome),
@@ -599,14 +734,25 @@ def _case_view(index: int, raw: Mapping[str, Any]) -> CaseView:
         failed_checks=_strings(raw.get("failed_checks")),
         reasoning=_str(raw.get("reasoning")),
         error=None if raw.get("error") is None else str(raw.get("error")),
-        baseline=baseline if isinstance(baseline, Mapping) else None,
+        baseline=baseline,
+        baseline_response=baseline_response,
+        side_by_side=baseline_response is not None and outcome in _CHANGED,
+        evidence=_evidence(raw.get("evidence")),
         samples=_int(raw.get("samples")),
         passes=_int(raw.get("passes")),
+        sample_verdicts=tuple(bool(v) for v in _list(raw.get("sample_verdicts"))),
         judge=_str(raw.get("judge")),
-        response=None if raw.get("response") is None else str(raw.get("response")),
+        response=response,
+        latency_s=_num(raw.get("latency_s")),
+        attempts=1 if attempts is None else attempts,
         headline=one_line_reason(raw),
         found=True,
+        rank=OUTCOME_RANK.get(outcome, len(OUTCOME_RANK)),
     )
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _stub(case_id: str, outcome: str) -> CaseView:
@@ -620,9 +766,11 @@ def _stub(case_id: str, outcome: str) -> CaseView:
         question=None,
         messages=(),
         ground_truth=None,
+        references=(),
         rubric=None,
         tags=(),
         difficulty="",
+        human_verdict=None,
         verdict="",
         outcome=outcome,
         outcome_label=OUTCOME_LABELS.get(outcome, outcome),
@@ -634,12 +782,19 @@ def _stub(case_id: str, outcome: str) -> CaseView:
         reasoning="",
         error=None,
         baseline=None,
+        baseline_response=None,
+        side_by_side=False,
+        evidence=None,
         samples=None,
         passes=None,
+        sample_verdicts=(),
         judge="",
         response=None,
+        latency_s=None,
+        attempts=1,
         headline="not in this report's case list",
         found=False,
+        rank=OUTCOME_RANK.get(outcome, len(OUTCOME_RANK)),
     )
 
 
@@ -734,11 +889,15 @@ def build_context(report: Mapping[str, Any]) -> dict[str, Any]:
                     "label": GATE_LABELS.get(name, name),
                     "status": status,
                     "detail": _str(gate.get("detail")),
+                    "method": _str(gate.get("method")),
                 }
             )
-    gate_passed = summary.get("gate_passed")
-    if gate_passed is None and gates:
-        gate_passed = all(g["status"] != "failed" for g in gates)
+    # The headline is the run's verdict as the end of the run decided it (gates, new failing
+    # cases, judge errors); a report of the committed state has none.
+    gate_passed = None if from_baseline else summary.get("gate_passed")
+    if not isinstance(gate_passed, bool):
+        gate_passed = None
+    history_gate = next((g for g in gates if g["name"] == "history"), None)
     usage = _mapping(summary.get("usage"))
     sut_usage = summary.get("sut_usage")
     comparison = report.get("comparison")
@@ -757,7 +916,12 @@ def build_context(report: Mapping[str, Any]) -> dict[str, Any]:
         "summary": summary,
         "from_baseline": from_baseline,
         "gate_passed": gate_passed,
+        "verdict_reasons": _strings(summary.get("verdict_reasons")),
         "gates": gates,
+        "history_gate": history_gate,
+        "agreement": _agreement(summary.get("agreement")),
+        "rerun": _strings(summary.get("rerun")),
+        "flaky_history": _strings(summary.get("flaky_history")),
         "pass_rate": pass_rate,
         "pass_rate_ci": _pair(summary.get("pass_rate_ci")),
         "trend": _trend_chart(report, None if from_baseline else pass_rate),
@@ -797,7 +961,10 @@ def _environment() -> Any:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters.update(pct=_pct, fmt=_fmt, count=_count, usd=_usd)
+    env.filters.update(
+        pct=_pct, fmt=_fmt, count=_count, usd=_usd, seconds=_seconds, sortnum=_sortnum
+    )
+    env.globals.update(plural=_plural, evidence_text=evidence_text)
     return env
 
 

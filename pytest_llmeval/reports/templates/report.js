@@ -1,10 +1,12 @@
 (function () {
   "use strict";
-  // Progressive enhancement: without JavaScript every case is listed and the filters stay hidden.
+  // Progressive enhancement: without JavaScript every case is listed (in file order) and the
+  // filters stay hidden.
   var form = document.getElementById("case-filters");
   var table = document.getElementById("cases-table");
   if (!form || !table || !table.tBodies.length) { return; }
-  var rows = Array.prototype.slice.call(table.tBodies[0].rows);
+  var body = table.tBodies[0];
+  var rows = Array.prototype.slice.call(body.rows);
   var texts = rows.map(function (row) { return row.textContent.toLowerCase(); });
   var tags = rows.map(function (row) {
     try { return JSON.parse(row.getAttribute("data-tags") || "[]"); } catch (e) { return []; }
@@ -26,8 +28,51 @@
       row.hidden = !ok;
       if (ok) { shown += 1; }
     });
-    if (count) { count.textContent = "Showing " + shown + " of " + rows.length + " cases"; }
+    if (count) {
+      count.textContent = "Showing " + shown + " of " + rows.length +
+        (rows.length === 1 ? " case" : " cases");
+    }
   }
+
+  // Sorting: a header with data-sort-type becomes a button; each cell carries its sort key in
+  // data-sort (numbers as plain decimals, "" for none, which sorts last either way).
+  var headers = table.tHead ? Array.prototype.slice.call(table.tHead.rows[0].cells) : [];
+
+  function sortKey(row, column) {
+    var cell = row.cells[column];
+    return cell ? (cell.getAttribute("data-sort") || "") : "";
+  }
+
+  function sortBy(column) {
+    var th = headers[column];
+    var ascending = th.getAttribute("aria-sort") !== "ascending";
+    var numeric = th.getAttribute("data-sort-type") === "number";
+    headers.forEach(function (h) {
+      if (h.hasAttribute("aria-sort")) { h.setAttribute("aria-sort", "none"); }
+    });
+    th.setAttribute("aria-sort", ascending ? "ascending" : "descending");
+    var order = rows.map(function (row, i) { return i; });
+    order.sort(function (a, b) {
+      var x = sortKey(rows[a], column);
+      var y = sortKey(rows[b], column);
+      if (x === "" || y === "") { return x === y ? a - b : (x === "" ? 1 : -1); }
+      var c = numeric ? Number(x) - Number(y) : x.localeCompare(y);
+      return (ascending ? c : -c) || a - b;
+    });
+    order.forEach(function (i) { body.appendChild(rows[i]); });
+  }
+
+  headers.forEach(function (th, column) {
+    if (!th.hasAttribute("data-sort-type")) { return; }
+    var button = document.createElement("button");
+    button.type = "button";
+    button.className = "sort";
+    button.textContent = th.textContent;
+    th.textContent = "";
+    th.appendChild(button);
+    th.setAttribute("aria-sort", "none");
+    button.addEventListener("click", function () { sortBy(column); });
+  });
 
   form.addEventListener("input", apply);
   form.addEventListener("change", apply);
