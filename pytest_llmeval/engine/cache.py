@@ -18,6 +18,7 @@ from typing import Any
 
 from pytest_llmeval.core.cases import Case
 from pytest_llmeval.core.verdict import JudgeIdentity, JudgeResult
+from pytest_llmeval.engine.store import ensure_state_dir
 from pytest_llmeval.errors import JudgeError
 
 SCHEMA_VERSION = 1
@@ -57,7 +58,7 @@ class JudgeCache:
     def _connect(self) -> sqlite3.Connection:
         if self._conn is not None:
             return self._conn
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_state_dir(self.path.parent)  # the folder, and its .gitignore for the cache
         deadline = time.monotonic() + BUSY_WAIT_S
         while True:
             try:

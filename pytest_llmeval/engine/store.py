@@ -262,6 +262,8 @@ def _kind(value: Any) -> str:
 
 def _short(value: Any) -> str:
     text = json.dumps(value, ensure_ascii=False)
+    if not text.isprintable():  # control, unassigned or format characters: show them escaped
+        text = json.dumps(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
 
@@ -490,6 +492,16 @@ def _line_of(text: str, parts: Sequence[Any]) -> int:
     return 1
 
 
+def _path_at(text: str, line: int) -> tuple[str, ...]:
+    """The key path of the last key starting a line at or before ``line``."""
+    best: tuple[str, ...] = ()
+    best_line = 0
+    for parts, at in _key_lines(text).items():
+        if best_line < at <= line:
+            best, best_line = parts, at
+    return best
+
+
 def _nesting_line(text: str) -> int:
     """The line where brackets first nest deeper than :data:`MAX_DEPTH` (outside strings)."""
     depth, lineno, in_string, escaped = 0, 1, False, False
@@ -530,7 +542,11 @@ def _parse_baseline(path: Path, data: bytes) -> Baseline:
         raise _Problem(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
     except RecursionError:
         line = _nesting_line(text)
-        raise _Problem(f"{path}:{line}: nested deeper than {MAX_DEPTH} levels") from None
+        where = _where(_path_at(text, line))
+        sep = ":" if where.endswith("'") else ""
+        raise _Problem(
+            f"{path}:{line}:{where}{sep} nested deeper than {MAX_DEPTH} levels"
+        ) from None
     if not isinstance(obj, dict) or not isinstance(obj.get("cases"), dict):
         raise _Problem(f"{path}:1: not a pytest-llmeval baseline (no 'cases' object)")
     version = obj.get("version", BASELINE_VERSION)
