@@ -1,43 +1,28 @@
-"""The HTML report: structure, charts and escaping, checked on the parsed page."""
+"""The HTML report: structure, charts and escaping, checked on the parsed page.
+
+``report_samples`` and ``html_tree`` are helpers beside this file (pytest and mypy put
+``tests/reports`` on the import path).
+"""
 
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import re
 import sys
 from importlib import resources
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+import report_samples as samples
+from html_tree import Node, parse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pytest_llmeval.reports.html import HTMLExtraMissing, render_html
 
 SAMPLE = Path(__file__).parent.parent / "data" / "sample_report.json"
-
-
-def sibling(name: str) -> ModuleType:
-    """A helper module beside this file, loaded by path whatever pytest's import mode."""
-    path = Path(__file__).with_name(f"{name}.py")
-    spec = importlib.util.spec_from_file_location(f"llmeval_tests_{name}", path)
-    assert spec is not None and spec.loader is not None
-    module = sys.modules.get(spec.name)
-    if module is None:
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-    return module
-
-
-samples = sibling("report_samples")
-html_tree = sibling("html_tree")
-Node = html_tree.Node
-parse = html_tree.parse
 
 
 @pytest.fixture

@@ -2,36 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+import report_samples as samples
 
 from pytest_llmeval.reports.markdown import MAX_LISTED, escape_markdown, render_markdown
 from pytest_llmeval.reports.terminal import summary_lines
 
 SAMPLE = Path(__file__).parent.parent / "data" / "sample_report.json"
-
-
-def sibling(name: str) -> ModuleType:
-    """A helper module beside this file, loaded by path whatever pytest's import mode."""
-    path = Path(__file__).with_name(f"{name}.py")
-    spec = importlib.util.spec_from_file_location(f"llmeval_tests_{name}", path)
-    assert spec is not None and spec.loader is not None
-    module = sys.modules.get(spec.name)
-    if module is None:
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-    return module
-
-
-samples = sibling("report_samples")
 
 
 @pytest.fixture
