@@ -9,7 +9,13 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+# pytester's inline runs unload the modules they import; numpy's extensions cannot load twice
+# in one process, so load what the plugin's statistics use once, here
+import numpy.fft  # noqa: F401
+import scipy.stats  # noqa: F401
 import pytest
+
+from pytest_llmeval.judges.similarity import PROMPT_VERSION as SIM_PROMPT_VERSION
 
 pytest_plugins = ["pytester"]
 
@@ -55,7 +61,12 @@ def llmeval_sut():
     return lambda case: answer_for(case.id)
 """
 
-LOCAL_JUDGE = {"model": None, "name": "local", "prompt_version": "sim-1", "version": None}
+LOCAL_JUDGE = {
+    "model": None,
+    "name": "local",
+    "prompt_version": SIM_PROMPT_VERSION,
+    "version": None,
+}
 
 
 class Project:

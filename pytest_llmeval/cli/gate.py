@@ -1,7 +1,8 @@
 """``llmeval gate``: merge the JSON reports of shards into one gate decision.
 
-The merge applies the same classification (already on each case) and the same session gates
-(:func:`pytest_llmeval.core.gate.decide`) as a single-machine run, so both decide identically.
+The merge reads each shard's case results and hands them to the same end of a run
+(:func:`pytest_llmeval.engine.finish.finish_run`) as a single-machine run, so both decide
+identically.
 """
 
 from __future__ import annotations
@@ -14,18 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from pytest_llmeval.core import gate
+from pytest_llmeval.core.result import CaseResult
 from pytest_llmeval.core.verdict import JudgeIdentity
-from pytest_llmeval.engine.store import (
-    append_history,
-    file_sha256,
-    git_commit,
-    history_record,
-    load_baseline,
-    save_baseline,
-    updated_baseline,
-)
+from pytest_llmeval.engine.finish import RunInputs, RunOutcome, RunSettings, finish_run, write_state
+from pytest_llmeval.engine.outputs import write_report
+from pytest_llmeval.engine.store import file_sha256, git_commit, load_baseline
 from pytest_llmeval.errors import CLIError, StateFileError
-from pytest_llmeval.reports.model import build_report, summary_lines, write_report
+from pytest_llmeval.reports.terminal import summary_lines
 
 # settings every shard must share (besides the shard itself)
 _SHARED = (
@@ -55,6 +51,12 @@ def register(sub: Any) -> None:
     p.add_argument("--update-baseline", action="store_true", help="write the merged baseline")
     p.add_argument("--dir", type=Path, default=Path(".llmeval"), help="state folder")
     p.add_argument("--report", type=Path, action="append", default=[], help="merged report")
+    p.add_argument(
+        "--allow-errors",
+        action="store_true",
+        help="do not fail the merged gate on cases whose judge errored (they stay unjudged)",
+    )
+    p.add_argument("--json", action="store_true", help="print the merged report as JSON")
     p.set_defaults(func=run)
 
 
@@ -104,22 +106,28 @@ def check_shards(reports: Sequence[tuple[Path, Mapping[str, Any]]]) -> int:
 
 
 def merge(
-    reports: Sequence[tuple[Path, Mapping[str, Any]]], *, update_baseline: bool = False
-) -> dict[str, Any]:
-    """The merged report, with gates decided over all shards."""
+    reports: Sequence[tuple[Path, Mapping[str, Any]]],
+    *,
+    update_baseline: bool = False,
+    allow_errors: bool = False,
+    state_dir: Path | None = None,
+) -> RunOutcome:
+    """The merged outcome, with gates decided over all shards."""
     n = check_shards(reports)
     first = reports[0][1]
-    settings = dict(first["settings"])
-    records: dict[str, dict[str, Any]] = {}
+    results: dict[str, CaseResult] = {}
     for path, rep in reports:
-        for case in rep["cases"]:
-            key = case["nodeid"]
-            if key in records:
-                raise CLIError(f"{path}: case {key} also appears in another shard")
-            records[key] = {**case, "key": key}
+        for raw in rep["cases"]:
+            try:
+                result = CaseResult.from_dict(raw)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise CLIError(f"{path}: a case entry is not a case result ({exc!r})") from None
+            if result.nodeid in results:
+                raise CLIError(f"{path}: case {result.nodeid} also appears in another shard")
+            results[result.nodeid] = result
     expected = first.get("collected_keys")
-    if expected is not None and set(expected) - set(records):
-        missing = sorted(set(expected) - set(records))
+    if expected is not None and set(expected) - set(results):
+        missing = sorted(set(expected) - set(results))
         raise CLIError(f"{len(missing)} collected case(s) are in no shard, e.g. {missing[0]}")
     others = [
         reason
@@ -129,82 +137,96 @@ def merge(
     ]
     full_run = not others
     judge = JudgeIdentity.from_dict(first["judge"])
-    history = gate.history_for_judge(first.get("history", []), first["judge"])
-    ordered = [records[k] for k in sorted(records)]
-    decision = gate.decide(
-        passed=sum(1 for r in ordered if r["verdict"] == "pass"),
-        failed=sum(1 for r in ordered if r["verdict"] == "fail"),
-        regressions=[r["key"] for r in ordered if r["outcome"] == "regression"],
-        history=history,
-        settings=gate.GateSettings(
-            max_regressions=settings["max_regressions"],
-            min_pass_rate=settings["min_pass_rate"],
-            std_threshold=settings["std_threshold"],
-            min_history=settings["min_history"],
-            history_binomial=settings["history_binomial"],
-            history_alpha=settings["history_alpha"],
-        ),
-        full_run=full_run,
-        update_baseline=update_baseline,
+    settings = RunSettings.from_report_block(
+        first["settings"], update_baseline=update_baseline, allow_errors=allow_errors
+    )
+    history = list(first.get("history", []))
+    baseline = None
+    sha = first["settings"].get("baseline_sha256")
+    if (
+        state_dir is not None
+        and sha is not None
+        and file_sha256(state_dir / "baseline.json") == sha
+    ):
+        try:
+            baseline = load_baseline(state_dir / "baseline.json")
+        except StateFileError as exc:
+            raise CLIError(str(exc)) from None
+    views = {
+        r.nodeid: gate.BaselineView(
+            r.baseline.verdict == "pass", r.baseline.passes, r.baseline.samples
+        )
+        for r in results.values()
+        if r.baseline is not None
+    }
+    context = gate.GateContext.build(
+        history,
+        judge=judge.to_dict(),
+        case_keys=sorted(results),
+        baseline=views,
+        settings=settings.gate,
     )
     costs = [rep["summary"].get("cost_usd") for _, rep in reports]
     known = [c for c in costs if c is not None]
-    settings["shard"] = None
-    merged = build_report(
-        records=ordered,
-        decision=decision,
-        judge=judge,
-        settings=settings,
-        unused=first["summary"].get("unused_baseline", []),
-        history=first.get("history", []),
-        full_run=full_run,
-        narrowed=others,
-        flaky_history=gate.flaky_from_history(history, set(records)),
+    import datetime as dt
+
+    outcome = finish_run(
+        RunInputs(
+            results=list(results.values()),
+            judge=judge,
+            settings=settings,
+            baseline=baseline,
+            baseline_sha256=sha,
+            history=history,
+            context=context,
+            full_run=full_run,
+            narrowed=others,
+            unused=first["summary"].get("unused_baseline", []),
+            created=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            commit=git_commit(state_dir) if state_dir is not None and update_baseline else None,
+            cost=(lambda _usage: sum(known)) if known else None,
+        )
     )
-    merged["summary"]["cost_usd"] = sum(known) if known else None
-    merged["merged_shards"] = n
-    return merged
+    outcome.report["merged_shards"] = n
+    return outcome
 
 
 def run(args: argparse.Namespace) -> int:
     reports = [(p, _load(p)) for p in args.reports]
-    merged = merge(reports, update_baseline=args.update_baseline)
-    for line in summary_lines(merged):
-        print(line)
-    for path in args.report:
-        write_report(path, merged)
-        print(f"wrote report {path}")
     if args.update_baseline:
-        _update(args.dir, merged)
-    return 0 if merged["summary"]["gate_passed"] else 1
+        _check_baseline_unchanged(args.dir, reports[0][1])
+    outcome = merge(
+        reports,
+        update_baseline=args.update_baseline,
+        allow_errors=args.allow_errors,
+        state_dir=args.dir,
+    )
+    if args.json:
+        print(json.dumps(outcome.report, indent=2, sort_keys=True, ensure_ascii=False))
+    else:
+        for line in summary_lines(outcome.report):
+            print(line)
+    for path in args.report:
+        write_report(path, outcome.report)
+        print(f"wrote report {path}", file=sys.stderr if args.json else sys.stdout)
+    if args.update_baseline:
+        write_state(
+            outcome,
+            baseline_path=args.dir / "baseline.json",
+            history_path=args.dir / "history.jsonl",
+            default_threshold=float(reports[0][1]["settings"]["threshold"]),
+        )
+        for line in outcome.written:
+            print(f"wrote {line}", file=sys.stderr if args.json else sys.stdout)
+        for line in outcome.not_written:
+            print(line, file=sys.stderr)
+    return 0 if outcome.verdict.passed else 1
 
 
-def _update(state_dir: Path, merged: Mapping[str, Any]) -> None:
+def _check_baseline_unchanged(state_dir: Path, first: Mapping[str, Any]) -> None:
     baseline_path = state_dir / "baseline.json"
-    if file_sha256(baseline_path) != merged["settings"].get("baseline_sha256"):
+    if file_sha256(baseline_path) != first["settings"].get("baseline_sha256"):
         raise CLIError(
             f"{baseline_path} changed since the shards ran (or is not the one they used);"
             " re-run the shards or pass --dir"
         )
-    try:
-        old = load_baseline(baseline_path)
-    except StateFileError as exc:
-        raise CLIError(str(exc)) from None
-    judge = JudgeIdentity.from_dict(merged["judge"])
-    full = bool(merged["summary"]["full_run"])
-    cases = merged["cases"]
-    records = [{**c, "key": c["nodeid"]} for c in cases]
-    update = updated_baseline(
-        old, records, judge, unused=merged["summary"]["unused_baseline"], drop_unused=full
-    )
-    save_baseline(baseline_path, update.baseline, float(merged["settings"]["threshold"]))
-    print(f"wrote baseline {baseline_path}: {update.describe()}")
-    if not full:
-        print("history not appended: the run was narrowed", file=sys.stderr)
-        return
-    import datetime as dt
-
-    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    line = history_record(merged["summary"], records, judge, git_commit(state_dir), now)
-    append_history(state_dir / "history.jsonl", line)
-    print(f"wrote history {state_dir / 'history.jsonl'}: 1 run appended")

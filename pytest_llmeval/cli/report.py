@@ -14,16 +14,14 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
-import statistics
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from pytest_llmeval.errors import CLIError
 
-# The defaults of the ini keys llmeval_std_threshold and llmeval_min_history (options.py), which
-# the CLI cannot read without a pytest configuration.
-DEFAULT_STD_THRESHOLD = 2.0
+# The default of the ini key llmeval_min_history (plugin/options.py), which the CLI cannot read
+# without a pytest configuration. llmeval_std_threshold is unset by default (prediction bound).
 DEFAULT_MIN_HISTORY = 3
 
 
@@ -59,9 +57,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--std-threshold",
         type=float,
-        default=DEFAULT_STD_THRESHOLD,
+        default=None,
         metavar="K",
-        help="state folder only: k of the history band mean - k*std (default %(default)s)",
+        help="state folder only: use the old history band mean - k*std with this k"
+        " (default: the prediction bound, as the pytest gate)",
     )
     parser.add_argument(
         "--min-history",
@@ -70,14 +69,17 @@ def register(subparsers: Any) -> None:
         metavar="N",
         help="state folder only: history points needed for the band (default %(default)s)",
     )
+    parser.add_argument(
+        "--json", action="store_true", help="also print the report as JSON on standard output"
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if (args.source is None) == (args.from_report is None):
         raise CLIError("give either a state folder (e.g. .llmeval/) or --from REPORT.json")
-    if args.html is None and args.markdown is None:
-        raise CLIError("nothing to write: give --html OUT.html and/or --markdown OUT.md")
+    if args.html is None and args.markdown is None and not args.json:
+        raise CLIError("nothing to write: give --html OUT.html, --markdown OUT.md and/or --json")
     if args.from_report is not None:
         report = load_report(args.from_report)
     else:
@@ -86,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
         report = report_from_state(
             args.source, std_threshold=args.std_threshold, min_history=args.min_history
         )
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True, ensure_ascii=False))
     outputs: list[tuple[Path, str]] = []
     try:
         if args.html is not None:
@@ -134,139 +138,69 @@ def load_report(path: Path) -> dict[str, Any]:
     return data
 
 
-def _case_from_entry(key: str, entry: Any) -> dict[str, Any]:
-    file, sep, case_id = key.rpartition("::")
-    if not sep:
-        file, case_id = "", key
-    flaky = 0 < entry.passes < entry.samples
-    outcome = "flaky" if flaky else ("passed" if entry.passed else "known_failure")
-    return {
-        "id": case_id,
-        "nodeid": key if sep else None,
-        "file": file or None,
-        "line": None,
-        "question": None,
-        "messages": None,
-        "ground_truth": None,
-        "rubric": None,
-        "tags": [],
-        "difficulty": "",
-        "verdict": entry.verdict,
-        "outcome": outcome,
-        "score": entry.score,
-        "threshold": entry.threshold,
-        "failure_modes": [],
-        "failed_checks": [],
-        "reasoning": "",
-        "error": None,
-        "baseline": {
-            "verdict": entry.verdict,
-            "score": entry.score,
-            "passes": entry.passes,
-            "samples": entry.samples,
-        },
-        "samples": entry.samples,
-        "passes": entry.passes,
-        "judge": "",
-        "response": None,
-        "response_sha256": entry.response_sha256,
-    }
+def report_from_state(
+    state_dir: Path, *, std_threshold: float | None, min_history: int
+) -> dict[str, Any]:
+    """A report of the committed baseline and history, through the same end of a run as pytest.
 
-
-def report_from_state(state_dir: Path, *, std_threshold: float, min_history: int) -> dict[str, Any]:
-    """A report dict (``REPORT_SCHEMA.md`` shape) of the committed baseline and history.
-
-    No run is involved, so there are no gates, no usage and no responses (the baseline stores
-    only their hashes). The extra key ``"source": "baseline"`` tells the renderers so.
+    No run is involved, so there are no responses (the baseline may store only their hashes),
+    no usage and no verdict; the history numbers are the gate's. ``"source": "baseline"`` tells
+    the renderers so.
     """
+    from pytest_llmeval.core import gate
+    from pytest_llmeval.core.result import baseline_result
+    from pytest_llmeval.core.verdict import JudgeIdentity
+    from pytest_llmeval.engine.finish import RunInputs, RunSettings, finish_run
     from pytest_llmeval.engine.store import load_baseline, load_history
     from pytest_llmeval.errors import StateFileError
-    from pytest_llmeval.stats import history_bounds, proportion_ci
 
     if not state_dir.is_dir():
         raise CLIError(f"state folder not found: {state_dir}")
-    baseline_path = state_dir / "baseline.json"
-    history_path = state_dir / "history.jsonl"
     try:
-        baseline = load_baseline(baseline_path)
-        history = load_history(history_path)
+        baseline = load_baseline(state_dir / "baseline.json")
+        history = load_history(state_dir / "history.jsonl")
     except StateFileError as exc:
         raise CLIError(str(exc)) from None
     if baseline is None and not history:
         raise CLIError(f"{state_dir}: no baseline.json or history.jsonl to report on")
-
-    cases = [
-        _case_from_entry(key, entry)
-        for key, entry in sorted((baseline.entries if baseline else {}).items())
-    ]
-    passed = sum(1 for c in cases if c["verdict"] == "pass")
-    failed = sum(1 for c in cases if c["verdict"] == "fail")
-    judged = passed + failed
-    scores = [float(c["score"]) for c in cases if c["verdict"] in ("pass", "fail")]
-    rates = [float(h["pass_rate"]) for h in history]
-    history_info: Mapping[str, Any] | None = None
-    if len(rates) >= 2:
-        bounds = history_bounds(rates, std_threshold)
-        history_info = {
-            "points": len(rates),
-            "mean": bounds.mean,
-            "std": bounds.sample_std,
-            "k": std_threshold,
-            "lower_bound": bounds.lower_bound,
-        }
-    judge: Mapping[str, Any] = {}
+    judge = JudgeIdentity(name="unknown")
     if baseline is not None and baseline.judge is not None:
-        judge = baseline.judge.to_dict()
+        judge = baseline.judge
     elif history and isinstance(history[-1].get("judge"), Mapping):
-        judge = history[-1]["judge"]
-
-    def ids(outcome: str) -> list[str]:
-        return [c["nodeid"] or c["id"] for c in cases if c["outcome"] == outcome]
-
-    summary = {
-        "total": len(cases),
-        "passed": passed,
-        "failed": failed,
-        "errors": 0,
-        "xfailed": sum(1 for c in cases if c["outcome"] in ("known_failure", "flaky")),
-        "pass_rate": passed / judged if judged else None,
-        "pass_rate_ci": list(proportion_ci(passed, judged)) if judged else None,
-        "mean_score": statistics.fmean(scores) if scores else None,
-        "checks_only": 0,
-        "regressions": [],
-        "improvements": [],
-        "new_failures": [],
-        "known_failures": ids("known_failure"),
-        "flaky": ids("flaky"),
-        "unused_baseline": [],
-        "by_difficulty": {},
-        "by_tag": {},
-        "failure_modes": {},
-        "gates": [],
-        "gate_passed": None,
-        "judge_calls": None,
-        "cache_hits": None,
-        "usage": {},
-        "cost_usd": None,
-        "sut_usage": None,
-        "history": history_info,
-    }
-    return {
-        "schema_version": 1,
-        "source": "baseline",
-        "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "judge": dict(judge),
-        "settings": {
-            "std_threshold": std_threshold,
-            "min_history": min_history,
-            "max_regressions": None,
-            "min_pass_rate": None,
-            "repeat": max((c["samples"] for c in cases), default=1),
-            "shard": None,
-            "full_run": True,
-        },
-        "summary": summary,
-        "cases": cases,
-        "comparison": None,
-        "history": history,
-    }
+        judge = JudgeIdentity.from_dict(history[-1]["judge"])
+    entries = baseline.entries if baseline else {}
+    results = [baseline_result(key, entry, judge) for key, entry in sorted(entries.items())]
+    settings = RunSettings(
+        gate=gate.GateSettings(std_threshold=std_threshold, min_history=min_history),
+        repeat=max((e.samples for e in entries.values()), default=1),
+    )
+    views = {k: gate.BaselineView(e.passed, e.passes, e.samples) for k, e in entries.items()}
+    context = gate.GateContext.build(
+        history,
+        judge=judge.to_dict(),
+        case_keys=sorted(entries),
+        baseline=views,
+        settings=settings.gate,
+    )
+    outcome = finish_run(
+        RunInputs(
+            results=results,
+            judge=judge,
+            settings=settings,
+            baseline=baseline,
+            baseline_sha256=None,
+            history=history,
+            context=context,
+            full_run=True,
+            created=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        )
+    )
+    report = outcome.report
+    report["source"] = "baseline"
+    summary = report["summary"]
+    summary["gate_passed"] = None  # no run: no verdict, no gates
+    summary["gates_passed"] = None
+    summary["verdict"] = None
+    summary["verdict_reasons"] = []
+    summary["gates"] = []
+    return report

@@ -40,9 +40,10 @@ import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 # outcome -> pytest outcome
 OUTCOME_PYTEST = {
@@ -340,6 +341,8 @@ class GateContext:
         failed (or, with repeats, in ``sample_passes``); keys in ``errored`` do not count.
         Every line with a ``pass_rate`` feeds the history gate, as before.
         """
+        import numpy as np  # only where it is used: importing the plugin stays cheap
+
         from pytest_llmeval.stats import (
             discrete_bonferroni,
             fit_grid_prior,

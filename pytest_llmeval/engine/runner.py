@@ -19,26 +19,17 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pytest_llmeval.core.cases import Case
 from pytest_llmeval.core.checks import RuleSettings, finalize, system_error_verdict
-from pytest_llmeval.core.verdict import JudgeResult, Usage, Verdict
+from pytest_llmeval.core.evaluation import Evaluation, Sample
+from pytest_llmeval.core.verdict import JudgeResult, Usage
 from pytest_llmeval.engine.cache import JudgeCache, cache_key
 from pytest_llmeval.errors import JudgeError
 from pytest_llmeval.judges import is_network_judge
 from pytest_llmeval.judges.base import Judge
-
-
-@dataclass
-class Sample:
-    """One SUT call and its verdict."""
-
-    response: str
-    verdict: Verdict
-    cached: bool
-    latency_s: float
 
 
 @dataclass(frozen=True)
@@ -62,23 +53,6 @@ class SutAnswer:
 
     text: str
     usage: Any = None
-
-
-@dataclass
-class Evaluation:
-    """Everything learnt about one case in this run."""
-
-    case: Case
-    samples: list[Sample] = field(default_factory=list)
-    error: str | None = None  # the judge could not answer: an ERROR, never a verdict
-    usage: Usage = field(default_factory=Usage)
-    judge_calls: int = 0
-    cache_hits: int = 0
-    sut_usage: Usage | None = None
-
-    @property
-    def passes(self) -> int:
-        return sum(1 for s in self.samples if s.verdict.passed)
 
 
 def response_sha256(text: str) -> str:

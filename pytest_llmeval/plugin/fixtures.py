@@ -8,10 +8,11 @@ from typing import Any
 import pytest
 
 from pytest_llmeval.core.cases import case_from_dict, validate_case_dict
+from pytest_llmeval.core.result import CaseResult
 from pytest_llmeval.core.verdict import Verdict
 from pytest_llmeval.judges.base import Judge
 
-RECORDS_KEY = pytest.StashKey[list[dict[str, Any]]]()
+RECORDS_KEY = pytest.StashKey[list[CaseResult]]()
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +43,7 @@ def llmeval_judge(request: pytest.FixtureRequest) -> Judge:
     """
     from pytest_llmeval.plugin.session import get_state
 
-    return get_state(request.config).judge
+    return get_state(request.config).resources.judge
 
 
 @pytest.fixture
@@ -102,11 +103,11 @@ def llmeval_record(request: pytest.FixtureRequest) -> Callable[..., Verdict]:
         validate_case_dict(raw, path=node.nodeid, line=0)
         case = case_from_dict(raw, path=node.nodeid)
         key = f"{node.nodeid}::{case_id}"
-        if any(r["key"] == key for r in records):
+        if any(r.nodeid == key for r in records):
             raise ValueError(f"llmeval_record: case_id {case_id!r} recorded twice in this test")
-        evaluation = state.evaluator.judge_response(case, response)
-        rec = state.build_record(key, case, evaluation)
-        records.append(rec)
+        state.activate()
+        evaluation = state.resources.evaluator.judge_response(case, response)
+        records.append(state.result_for(key, case, evaluation))
         if evaluation.error is not None:
             raise JudgeFailure(evaluation.error)
         return evaluation.samples[0].verdict

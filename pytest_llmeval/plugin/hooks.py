@@ -1,25 +1,25 @@
-"""pytest hooks. Each hook decides little and delegates to the per-run state object."""
+"""pytest hooks. Each hook decides little and delegates to the per-run object.
+
+Until a case file is collected, a case result arrives or an ``--llmeval-*`` option is named,
+every hook returns at once: the plugin costs nothing in a run without cases.
+"""
 
 from __future__ import annotations
 
 import fnmatch
 import hashlib
+import warnings
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pytest_llmeval.core.result import FAILING_OUTCOMES, XFAIL_OUTCOMES, CaseResult, error_result
 from pytest_llmeval.plugin import options
-from pytest_llmeval.plugin.fixtures import (  # noqa: F401  (fixtures are registered by import)
-    RECORDS_KEY,
-    llmeval_ab,
-    llmeval_judge,
-    llmeval_record,
-    llmeval_sut,
-)
+from pytest_llmeval.plugin.fixtures import RECORDS_KEY
 from pytest_llmeval.plugin.items import CaseFile, CaseItem, ConfigFailure, JudgeFailure
-from pytest_llmeval.plugin.session import STATE_KEY, LLMEvalState, get_state
+from pytest_llmeval.plugin.session import STATE_KEY, LLMEvalRun, get_state
 
 _SHARD_DESELECT = pytest.StashKey[bool]()
 
@@ -33,14 +33,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "llmeval: an evaluation case (added by pytest-llmeval to every case item)"
     )
-    state = LLMEvalState(config)
+    state = LLMEvalRun(config)
     config.stash[STATE_KEY] = state
-    state.check_judge_identity()
-    state.check_batch()
-    state.warm_up()
-    config.pluginmanager.register(CollectionWatcher(state), "llmeval-collection")
+    if state.active:  # an llmeval option was named: check what can be checked now
+        state.activate()
     if not state.worker:
-        config.pluginmanager.register(RecordCollector(state, config), "llmeval-records")
+        config.pluginmanager.register(ResultCollector(state, config), "llmeval-results")
     if config.pluginmanager.hasplugin("xdist"):
         from pytest_llmeval.plugin.xdist import XdistHooks
 
@@ -53,20 +51,25 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         state.close()
 
 
-def pytest_report_header(config: pytest.Config) -> str | None:
+def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> str | None:
+    """One line after "collected N items": which judge, baseline and history this run uses."""
     state = config.stash.get(STATE_KEY, None)
-    if state is None or state.worker:
+    if state is None or state.worker or not state.active:
         return None
-    base = state.baseline
+    if not any(isinstance(i, CaseItem) for i in items):
+        return None
+    res = state.resources
+    base = res.baseline
     n_base = len(base.entries) if base else 0
-    judge = state.judge.identity.label()
+    judge = res.judge.identity.label()
     if state.settings.judge == "auto":
         judge += " (auto: " + (
             "ANTHROPIC_API_KEY is set)" if "anthropic" in judge else "no ANTHROPIC_API_KEY)"
         )
+    runs = len(res.history)
     return (
-        f"llmeval: judge {judge}, baseline {n_base} cases,"
-        f" history {len(state.history)} runs, state in {state.settings.state_dir}"
+        f"llmeval: judge {judge}, baseline {n_base} case{'s' if n_base != 1 else ''},"
+        f" history {runs} run{'s' if runs != 1 else ''}, state in {state.settings.state_dir}"
     )
 
 
@@ -81,8 +84,10 @@ def _matches(path: Path, patterns: tuple[str, ...]) -> bool:
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if file_path.suffix != ".jsonl":
+        return None
     state = get_state(parent.config)
-    if file_path.suffix == ".jsonl" and _matches(file_path, state.settings.files):
+    if _matches(file_path, state.settings.files):
         collector: CaseFile = CaseFile.from_parent(parent, path=file_path)
         return collector
     return None
@@ -96,11 +101,12 @@ def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
 ) -> None:
     state = get_state(config)
-    cases = [i for i in items if isinstance(i, CaseItem)]
-    state.collected_keys.update(i.nodeid for i in cases)
+    if not state.active:
+        return
     shard = state.settings.shard
     if shard is None:
         return
+    cases = [i for i in items if isinstance(i, CaseItem)]
     k, n = shard
     order = sorted(cases, key=lambda i: _shard_of(i.nodeid))
     keep = {i.nodeid for pos, i in enumerate(order) if pos % n == k - 1}
@@ -114,17 +120,26 @@ def pytest_collection_modifyitems(
             config.stash[_SHARD_DESELECT] = False
 
 
-def pytest_deselected(items: list[pytest.Item]) -> None:
-    if not items:
-        return
-    config = items[0].config
-    if config.stash.get(_SHARD_DESELECT, False):
-        return
-    get_state(config).deselected += len(items)
-
-
 def pytest_collection_finish(session: pytest.Session) -> None:
-    get_state(session.config).set_items(session.items)
+    state = get_state(session.config)
+    if not state.active:
+        return
+    cases = [i for i in session.items if isinstance(i, CaseItem)]
+    state.set_items(cases)
+    if cases or state.settings.named_on_command_line:
+        state.activate()
+    reference_based = getattr(state.resources.judge, "checks_only_without_ground_truth", False)
+    if state.ledger.unscoreable and reference_based and not state.worker:
+        n = len(state.ledger.unscoreable)
+        first = sorted(state.ledger.unscoreable)[0]
+        warnings.warn(
+            pytest.PytestWarning(
+                f"pytest-llmeval: {n} case{'s have' if n != 1 else ' has'} neither ground_truth"
+                f" nor checks (e.g. {first}): judged by checks alone, such a case cannot fail;"
+                " give it a ground_truth or checks"
+            ),
+            stacklevel=1,
+        )
 
 
 @pytest.hookimpl(wrapper=True)
@@ -136,12 +151,26 @@ def pytest_runtest_makereport(
     if excinfo is not None and isinstance(excinfo.value, (JudgeFailure, ConfigFailure)):
         kind = "judge error" if isinstance(excinfo.value, JudgeFailure) else "llmeval"
         report.longrepr = f"{kind}: {excinfo.value}"
-    record = getattr(item, "llmeval_record", None)
-    if isinstance(item, CaseItem) and record is not None:
-        if call.when == "call" or (call.when == "setup" and report.failed):
-            report.llmeval = record  # type: ignore[attr-defined]
+    if isinstance(item, CaseItem):
+        result = item.llmeval_result
+        if result is None and report.failed and call.when in ("setup", "call"):
+            # stopped before a verdict (a timeout plugin, a crash in setup): an ERROR in every
+            # count, never a silent gap
+            state = get_state(item.config)
+            why = str(excinfo.value).strip().splitlines()[0] if excinfo else "no verdict"
+            result = error_result(
+                nodeid=item.nodeid,
+                case=item.case,
+                judge=state.resources.judge.identity,
+                settings=state.resources.result_settings,
+                why=f"the case produced no verdict: {why}",
+            )
+            item.llmeval_result = result
+        if result is not None and (call.when == "call" or (call.when == "setup" and report.failed)):
+            report.llmeval = result.to_dict()  # type: ignore[attr-defined]
             if get_state(item.config).settings.junit:
-                _junit_properties(item, report, record)
+                _junit_properties(item, report, result)
+            item.llmeval_result = None  # a rerun plugin runs the item again: a new result
     elif call.when == "call":
         recorded = item.stash.get(RECORDS_KEY, None)
         if recorded:
@@ -149,18 +178,33 @@ def pytest_runtest_makereport(
     return report
 
 
-def _junit_properties(item: pytest.Item, report: pytest.TestReport, record: dict[str, Any]) -> None:
-    """Case properties for --junitxml (which reads them from the item's later reports)."""
-    base = record.get("baseline")
+def _junit_properties(item: pytest.Item, report: pytest.TestReport, r: CaseResult) -> None:
+    """Case properties for --junitxml. pytest's junit-10.xsd (the default xunit2 family) has no
+    per-testcase properties, so, as pytest's own ``record_property`` does, they are written
+    under ``junit_family = xunit1`` (or legacy) and the run warns once otherwise."""
+    family = item.config.getini("junit_family")
+    if family not in ("xunit1", "legacy"):
+        state = get_state(item.config)
+        if not state.junit_warned:
+            state.junit_warned = True
+            warnings.warn(
+                pytest.PytestWarning(
+                    "pytest-llmeval: case properties (llmeval_verdict, llmeval_score, ...) are"
+                    f" not written to --junitxml under junit_family={family}, whose schema has"
+                    " no per-testcase properties; set junit_family = xunit1 to get them"
+                ),
+                stacklevel=1,
+            )
+        return
     props = [
-        ("llmeval_case_id", record["id"]),
-        ("llmeval_verdict", record["verdict"]),
-        ("llmeval_outcome", record["outcome"]),
-        ("llmeval_score", "" if record["score"] is None else f"{record['score']:.6f}"),
-        ("llmeval_threshold", f"{record['threshold']:.6f}"),
-        ("llmeval_baseline_verdict", base["verdict"] if base else "none"),
-        ("llmeval_failure_modes", ",".join(record["failure_modes"])),
-        ("llmeval_judge", record["judge"]),
+        ("llmeval_case_id", r.id),
+        ("llmeval_verdict", r.verdict),
+        ("llmeval_outcome", r.outcome),
+        ("llmeval_score", "" if r.score is None else f"{r.score:.6f}"),
+        ("llmeval_threshold", f"{r.threshold:.6f}"),
+        ("llmeval_baseline_verdict", r.baseline.verdict if r.baseline else "none"),
+        ("llmeval_failure_modes", ",".join(r.failure_modes)),
+        ("llmeval_judge", r.judge),
     ]
     existing = {name for name, _ in item.user_properties}
     new = [p for p in props if p[0] not in existing]
@@ -168,15 +212,17 @@ def _junit_properties(item: pytest.Item, report: pytest.TestReport, record: dict
     report.user_properties.extend(new)
 
 
-def _apply_recorded(item: pytest.Item, report: pytest.TestReport, records: list[Any]) -> None:
+def _apply_recorded(
+    item: pytest.Item, report: pytest.TestReport, results: list[CaseResult]
+) -> None:
     """A Python test that used ``llmeval_record`` takes the outcome of its recorded cases."""
-    from pytest_llmeval.reports.model import render_case_failure
+    from pytest_llmeval.reports.terminal import render_case_failure
 
-    report.llmeval_records = list(records)  # type: ignore[attr-defined]
+    report.llmeval_records = [r.to_dict() for r in results]  # type: ignore[attr-defined]
     if not report.passed:
         return
-    failing = [r for r in records if r["outcome"] in ("regression", "new_failure")]
-    xfail = [r for r in records if r["outcome"] in ("known_failure", "flaky")]
+    failing = [r for r in results if r.outcome in FAILING_OUTCOMES]
+    xfail = [r for r in results if r.outcome in XFAIL_OUTCOMES]
     state = get_state(item.config)
     if failing:
         report.outcome = "failed"
@@ -186,71 +232,70 @@ def _apply_recorded(item: pytest.Item, report: pytest.TestReport, records: list[
         report.wasxfail = "; ".join(state.xfail_reason(r) for r in xfail)
 
 
-class CollectionWatcher:
-    """Counts case files that failed to collect (then nothing is written at the end)."""
+class ResultCollector:
+    """Controller-side: gathers case results from test reports (also from xdist workers),
+    counts case files that failed to collect, and shows progress while judging is slow."""
 
-    def __init__(self, state: LLMEvalState) -> None:
-        self.state = state
+    SLOW_S = 5.0  # no progress line unless judging has kept pytest's output still this long
 
-    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
-        if report.failed:
-            self.state.collection_errors += 1
-
-
-class RecordCollector:
-    """Controller-side: gathers per-case records from test reports (also from xdist workers)
-    and, on a cold cache, prints a progress line at each quarter of the cases."""
-
-    def __init__(self, state: LLMEvalState, config: pytest.Config) -> None:
+    def __init__(self, state: LLMEvalRun, config: pytest.Config) -> None:
         self.state = state
         self.config = config
         self.done = 0
         self.calls = 0
         self.hits = 0
-        self.next_mark = 1
+        self.last_line: float | None = None
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed and str(report.nodeid).endswith(".jsonl"):
+            self.state.ledger.collection_errors += 1
 
     @pytest.hookimpl(trylast=True)  # after the terminal reporter wrote this item's letter
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        record = getattr(report, "llmeval", None)
-        if record is not None:
-            self.state.add_record(record)
-            self._progress(record)
+        raw = getattr(report, "llmeval", None)
+        if raw is not None:
+            result = CaseResult.from_dict(raw)
+            self.state.add_result(result)
+            self._progress(result)
         for r in getattr(report, "llmeval_records", None) or ():
-            self.state.add_record(r)
+            self.state.add_result(CaseResult.from_dict(r))
 
-    def _progress(self, record: dict[str, Any]) -> None:
+    def _progress(self, result: CaseResult) -> None:
+        import time
+
         self.done += 1
-        self.calls += int(record.get("judge_calls", 0))
-        self.hits += int(record.get("cache_hits", 0))
-        total = self.state.expected_cases
-        # only a cold cache makes a run slow enough to need progress: most verdicts computed now
-        cold = self.calls > self.hits
-        if not total or total < 20 or not cold or self.config.get_verbosity() < 0:
+        self.calls += result.judge_calls
+        self.hits += result.cache_hits
+        now = time.monotonic()
+        if self.last_line is None:
+            self.last_line = now
             return
-        if self.done * 4 < self.next_mark * total:
+        total = self.state.ledger.expected_cases
+        if not total or self.config.get_verbosity() < 0 or now - self.last_line < self.SLOW_S:
             return
-        while self.next_mark * total <= self.done * 4:
-            self.next_mark += 1
+        if self.done >= total:
+            return
+        self.last_line = now
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
-            writer = getattr(reporter, "_tw", None)
-            mid_line = writer is not None and bool(getattr(writer, "width_of_current_line", 0))
-            if mid_line and not getattr(reporter, "currentfspath", None):
-                reporter.write("\n")  # finish the line of progress letters first
-            reporter.write_line(
-                f"llmeval: {self.done}/{total} cases judged"
-                f" ({self.calls} judge calls, {self.hits} cache hits,"
-                f" {total - self.done} pending)"
-            )
+        if reporter is None:
+            return
+        # pytest's own style: a line of its own, then the progress letters go on below it
+        reporter.ensure_newline()
+        reporter.write_line(
+            f"llmeval: {self.done}/{total} cases judged ({self.calls} judge calls,"
+            f" {self.hits} cache hits, {total - self.done} pending)"
+        )
+        reporter.currentfspath = None  # the next letter starts a new "file:" prefix line
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = get_state(session.config)
     try:
         if state.worker:
-            from pytest_llmeval.plugin.xdist import send_collection
+            if state.active:
+                from pytest_llmeval.plugin.xdist import send_collection
 
-            send_collection(session.config, state)
+                send_collection(session.config, state)
             return
         state.finish(session, int(exitstatus))
     finally:
@@ -261,21 +306,22 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     state = config.stash.get(STATE_KEY, None)
     if state is None or state.end is None:
         return
-    from pytest_llmeval.reports.model import summary_lines
+    from pytest_llmeval.reports.terminal import summary_lines
 
     tr = terminalreporter
     tr.section("llmeval")
-    if state.end.interrupted:
+    outcome = state.end.outcome
+    if outcome is None:
         tr.write_line("the run was interrupted: no gate decision, nothing written", yellow=True)
         return
-    for line in summary_lines(state.end.report, verbose=config.get_verbosity() > 0):
-        if line.startswith("llmeval gate: FAILED"):
+    for line in summary_lines(outcome.report, verbose=config.get_verbosity() > 0):
+        if line.startswith("llmeval gate: FAILED") or line.startswith("llmeval: FAILED"):
             tr.write_line(line, red=True, bold=True)
-        elif line.startswith("llmeval gate: PASSED"):
+        elif line.startswith("llmeval gate: PASSED") or line.startswith("llmeval: PASSED"):
             tr.write_line(line, green=True, bold=True)
         else:
             tr.write_line(line)
-    for line in state.end.written:
+    for line in outcome.written:
         tr.write_line(f"wrote {line}")
-    for line in state.end.skipped_writes:
+    for line in outcome.not_written:
         tr.write_line(line, yellow=True)

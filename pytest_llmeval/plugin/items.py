@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_llmeval.core.cases import Case, iter_cases
-from pytest_llmeval.errors import CaseError
+from pytest_llmeval.core.result import FAILING_OUTCOMES, XFAIL_OUTCOMES, CaseResult
+from pytest_llmeval.errors import CaseError, ConfigError
 
 if TYPE_CHECKING:
-    from pytest_llmeval.engine.runner import Evaluation
+    from pytest_llmeval.core.evaluation import Evaluation
 
 MAX_ERRORS_SHOWN = 20
 _LLMEVAL_MARK = pytest.mark.llmeval  # built once: add_marker by name costs per item
@@ -26,9 +27,9 @@ class LLMEvalWarning(pytest.PytestWarning):
 class CaseFailure(Exception):
     """A case failed (regression or new failure); rendered by ``repr_failure``."""
 
-    def __init__(self, record: dict[str, Any]) -> None:
-        super().__init__(record.get("outcome", "failed"))
-        self.record = record
+    def __init__(self, result: CaseResult) -> None:
+        super().__init__(result.outcome)
+        self.result = result
 
 
 class JudgeFailure(Exception):
@@ -50,6 +51,7 @@ class CaseFile(pytest.File):
         from pytest_llmeval.plugin.session import get_state
 
         state = get_state(self.config)
+        state.active = True
         rel = self.nodeid
         try:
             data = self.path.read_bytes()
@@ -70,7 +72,10 @@ class CaseFile(pytest.File):
             raise self.CollectError("\n".join([header, *shown]))
         if not cases:
             warnings.warn(LLMEvalWarning(f"{rel}: no cases (the file is empty)"), stacklevel=1)
-        state.note_collected_file(rel)
+        state.ledger.note_file(rel, (f"{rel}::{case.id}" for case in cases))
+        state.ledger.unscoreable.update(
+            f"{rel}::{c.id}" for c in cases if c.ground_truth is None and not c.checks
+        )
         # Items of one file share their fixture closure: compute it once, not per case.
         shared: Any = None
         for case in cases:
@@ -89,7 +94,7 @@ class CaseItem(pytest.Function):
         self.case = case
         self.evaluation: Evaluation | None = None
         self.candidate: Evaluation | None = None
-        self.llmeval_record: dict[str, Any] | None = None
+        self.llmeval_result: CaseResult | None = None
         self.add_marker(_LLMEVAL_MARK)
         # -k matches node names, markers and extra_keyword_matches
         self.extra_keyword_matches.update(case.tags)
@@ -105,9 +110,14 @@ class CaseItem(pytest.Function):
 
         __tracebackhide__ = True
         state = get_state(self.config)
-        self.evaluation, self.candidate = state.evaluate_item(self)
+        try:
+            self.evaluation, self.candidate = state.scheduler.evaluate(self)
+        except ConfigError as exc:
+            raise ConfigFailure(str(exc)) from None
         if self.evaluation.error is not None:
-            self.llmeval_record = state.record_for(self, self.evaluation, self.candidate)
+            self.llmeval_result = state.result_for(
+                self.nodeid, self.case, self.evaluation, self.candidate
+            )
             raise JudgeFailure(self.evaluation.error)
 
     def runtest(self) -> None:
@@ -116,21 +126,20 @@ class CaseItem(pytest.Function):
         __tracebackhide__ = True
         assert self.evaluation is not None
         state = get_state(self.config)
-        record = state.record_for(self, self.evaluation, self.candidate)
-        self.llmeval_record = record
-        outcome = record["outcome"]
+        result = state.result_for(self.nodeid, self.case, self.evaluation, self.candidate)
+        self.llmeval_result = result
         if state.settings.update_baseline:
             return  # accepting a new state: the verdict goes into the baseline, not a failure
-        if outcome in ("regression", "new_failure"):
-            raise CaseFailure(record)
-        if outcome in ("known_failure", "flaky"):
-            pytest.xfail(state.xfail_reason(record))
+        if result.outcome in FAILING_OUTCOMES:
+            raise CaseFailure(result)
+        if result.outcome in XFAIL_OUTCOMES:
+            pytest.xfail(state.xfail_reason(result))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, CaseFailure):
-            from pytest_llmeval.reports.model import render_case_failure
+            from pytest_llmeval.reports.terminal import render_case_failure
 
-            return render_case_failure(excinfo.value.record)
+            return render_case_failure(excinfo.value.result)
         return super().repr_failure(excinfo)
 
     def reportinfo(self) -> tuple[Path, int, str]:

@@ -17,30 +17,44 @@ _INI: dict[str, tuple[str, Any, str]] = {
     "llmeval_dir": ("string", ".llmeval", "state folder (baseline, history, cache)"),
     "llmeval_judge": ("string", "auto", "auto | local | anthropic | module:attr"),
     "llmeval_judge_model": ("string", "claude-haiku-4-5", "model of the Claude judge"),
-    "llmeval_judge_max_tokens": ("string", "1024", "max tokens of a judge answer"),
-    "llmeval_judge_timeout": ("string", "60", "judge request timeout, seconds"),
-    "llmeval_judge_max_retries": ("string", "4", "judge retries on 429/529/5xx/timeouts"),
-    "llmeval_max_retry_wait": ("string", "60", "cap on any single retry wait, seconds"),
-    "llmeval_rpm": ("string", "", "client-side judge requests-per-minute limit"),
+    "llmeval_judge_max_tokens": ("int", 1024, "max tokens of a judge answer"),
+    "llmeval_judge_timeout": ("float", 60.0, "judge request timeout, seconds"),
+    "llmeval_judge_max_retries": ("int", 4, "judge retries on 429/529/5xx/timeouts"),
+    "llmeval_max_retry_wait": ("float", 60.0, "cap on any single retry wait, seconds"),
+    "llmeval_rpm": ("float", None, "client-side judge requests-per-minute limit"),
     "llmeval_prices": ("string", "", "JSON file overriding the judge price table"),
-    "llmeval_threshold": ("string", "0.7", "default pass threshold for a case's score"),
-    "llmeval_min_words": ("string", "5", "fewer words than this is 'too_short'"),
-    "llmeval_max_words": ("string", "600", "more words than this is 'too_long'"),
-    "llmeval_sut_timeout": ("string", "", "per-case SUT timeout, seconds"),
-    "llmeval_sut_concurrency": ("string", "1", "parallel calls of a sync SUT"),
-    "llmeval_concurrency": ("string", "8", "judge calls at once, for cases evaluated ahead"),
-    "llmeval_max_regressions": ("string", "0", "regressions allowed before the run fails"),
-    "llmeval_min_pass_rate": ("string", "", "fail the run below this pass rate"),
-    "llmeval_std_threshold": ("string", "2.0", "history gate: k in mean - k*std"),
-    "llmeval_min_history": ("string", "3", "history points needed for the history gate"),
+    "llmeval_threshold": ("float", 0.7, "default pass threshold for a case's score"),
+    "llmeval_min_words": ("int", 5, "fewer words than this is 'too_short'"),
+    "llmeval_max_words": ("int", 600, "more words than this is 'too_long'"),
+    "llmeval_sut_timeout": ("float", None, "per-case SUT timeout, seconds"),
+    "llmeval_sut_concurrency": ("int", 1, "parallel calls of a sync SUT"),
+    "llmeval_concurrency": ("int", 8, "judge calls at once, for cases evaluated ahead"),
+    "llmeval_max_regressions": ("int", 0, "regressions allowed before the run fails"),
+    "llmeval_min_pass_rate": ("float", None, "fail the run below this pass rate"),
+    "llmeval_std_threshold": (
+        "float",
+        None,
+        "history gate: use the old rule mean - k*std with this k (unset: prediction bound)",
+    ),
+    "llmeval_min_history": ("int", 3, "history points needed for the history gate"),
     "llmeval_history_binomial": ("bool", False, "also gate on a significant binomial drop"),
-    "llmeval_history_alpha": ("string", "0.05", "alpha of the binomial history test"),
-    "llmeval_repeat": ("string", "1", "SUT samples per case"),
-    "llmeval_repeat_pass_fraction": ("string", "0.5", "pass fraction a repeated case needs"),
-    "llmeval_flaky_alpha": ("string", "0.05", "alpha of the repeat-mode regression test"),
-    "llmeval_compare_alpha": ("string", "0.05", "alpha of the compare-mode McNemar test"),
-    "llmeval_noninferiority_margin": ("string", "", "compare mode: allowed pass-rate loss"),
+    "llmeval_history_alpha": ("float", 0.05, "alpha of the binomial history test"),
+    "llmeval_repeat": ("int", 1, "SUT samples per case"),
+    "llmeval_repeat_pass_fraction": ("float", 0.5, "pass fraction a repeated case needs"),
+    "llmeval_flaky_alpha": (
+        "float",
+        0.05,
+        "the gate's false-alarm budget per run of an unchanged app (per-case and suite tests)",
+    ),
+    "llmeval_compare_alpha": ("float", 0.05, "alpha of the compare-mode McNemar test"),
+    "llmeval_noninferiority_margin": ("float", None, "compare mode: allowed pass-rate loss"),
     "llmeval_step_summary": ("bool", True, "append a summary to $GITHUB_STEP_SUMMARY"),
+    "llmeval_min_judge_kappa": (
+        "float",
+        None,
+        "fail the run when the judge's kappa against human_verdict labels (interval's lower"
+        " bound) is below this",
+    ),
 }
 
 
@@ -77,7 +91,16 @@ def register(parser: pytest.Parser) -> None:
     group.addoption("--llmeval-compare-sut", metavar="MODULE:ATTR", help="candidate SUT to compare")
     group.addoption("--llmeval-shard", metavar="K/N", help="run shard K of N (1-based)")
     for name, (kind, default, help_text) in _INI.items():
-        parser.addini(name, help_text, type=kind, default=default)  # type: ignore[arg-type]
+        shown = "" if default in (None, "", []) else f" (default: {_shown(default)})"
+        parser.addini(name, help_text + shown, type=kind, default=default)  # type: ignore[arg-type]
+
+
+def _shown(default: Any) -> str:
+    if isinstance(default, bool):
+        return "true" if default else "false"
+    if isinstance(default, list):
+        return " ".join(default)
+    return str(default)
 
 
 @dataclass(frozen=True)
@@ -103,7 +126,7 @@ class Settings:
     concurrency: int
     max_regressions: int
     min_pass_rate: float | None
-    std_threshold: float
+    std_threshold: float | None  # None: the prediction-bound history rule
     min_history: int
     history_binomial: bool
     history_alpha: float
@@ -123,6 +146,8 @@ class Settings:
     shard: tuple[int, int] | None
     xdist_workers: int  # 0 without xdist (read from pytest-xdist's -n when present)
     junit: bool  # pytest's --junitxml is on: cases carry their properties
+    min_judge_kappa: float | None = None
+    named_on_command_line: bool = False  # an --llmeval-* option was given: the plugin is on
 
     @property
     def baseline_path(self) -> Path:
@@ -139,18 +164,23 @@ class Settings:
 
 def _number(
     name: str,
-    raw: str,
+    raw: Any,
     kind: type,
     *,
     low: float | None = None,
     high: float | None = None,
     optional: bool = False,
 ) -> Any:
-    raw = raw.strip()
-    if optional and raw == "":
-        return None
+    if raw is None or (isinstance(raw, str) and raw.strip() == ""):
+        if optional:
+            return None
+        raise pytest.UsageError(f"{name}: a value is required")
+    if isinstance(raw, bool):
+        raise pytest.UsageError(f"{name} = {raw!r}: expected a {kind.__name__}")
     try:
-        value = kind(raw)
+        value = kind(raw.strip() if isinstance(raw, str) else raw)
+        if kind is int and isinstance(raw, float) and raw != int(raw):
+            raise ValueError
     except ValueError:
         raise pytest.UsageError(f"{name} = {raw!r}: expected a {kind.__name__}") from None
     if (low is not None and value < low) or (high is not None and value > high):
@@ -175,7 +205,10 @@ def settings_from_config(config: pytest.Config) -> Settings:
     """Read and validate every option; raises pytest.UsageError naming the bad setting."""
 
     def ini(name: str) -> Any:
-        return config.getini(name)
+        try:
+            return config.getini(name)
+        except (TypeError, ValueError) as exc:  # not a number, or a TOML value of a wrong type
+            raise pytest.UsageError(f"pytest-llmeval: {name}: {exc}") from None
 
     def opt(name: str) -> Any:
         return config.getoption(name)
@@ -215,7 +248,7 @@ def settings_from_config(config: pytest.Config) -> Settings:
         concurrency=flag_or_ini("llmeval_concurrency", low=1),
         max_regressions=num("llmeval_max_regressions", int, low=0),
         min_pass_rate=num("llmeval_min_pass_rate", float, low=0, high=1, optional=True),
-        std_threshold=num("llmeval_std_threshold", float, low=0),
+        std_threshold=num("llmeval_std_threshold", float, low=0, optional=True),
         min_history=num("llmeval_min_history", int, low=2),
         history_binomial=bool(ini("llmeval_history_binomial")),
         history_alpha=num("llmeval_history_alpha", float, **unit),
@@ -237,6 +270,10 @@ def settings_from_config(config: pytest.Config) -> Settings:
         shard=_shard(opt("llmeval_shard")),
         xdist_workers=_workers(config),
         junit=bool(config.getoption("xmlpath", default=None)),
+        min_judge_kappa=num("llmeval_min_judge_kappa", float, low=-1, high=1, optional=True),
+        named_on_command_line=any(
+            str(a).startswith("--llmeval") for a in config.invocation_params.args
+        ),
     )
 
 

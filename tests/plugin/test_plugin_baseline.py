@@ -58,7 +58,7 @@ def test_update_baseline_writes_a_sorted_baseline_and_one_history_line(
     assert data["judge"] == {
         "model": None,
         "name": "local",
-        "prompt_version": "sim-1",
+        "prompt_version": "sim-2",
         "version": None,
     }
     alpha = data["cases"][f"{A}::alpha"]

@@ -343,7 +343,7 @@ def test_custom_judge_score_out_of_range_is_an_error(project: Project) -> None:
     ("spec", "words"),
     [
         ("missing_module:judge", "cannot import 'missing_module'"),
-        ("local2", "expected auto, local, anthropic or module:attr"),
+        ("local2", "expected auto, local, anthropic, module:attr or panel:"),
     ],
 )
 def test_unknown_judge_is_a_usage_error(project: Project, spec: str, words: str) -> None:

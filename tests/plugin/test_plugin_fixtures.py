@@ -250,7 +250,7 @@ def test_json_report(project: Project, run_args: tuple[str, ...]) -> None:
     assert reg["threshold"] == 0.8
     assert reg["failure_modes"] == ["quality_below_threshold"]
     assert reg["baseline"]["verdict"] == "pass"
-    assert reg["judge"] == "local prompt=sim-1"
+    assert reg["judge"] == "local prompt=sim-2"
     assert reg["response"] == project.BAD
     assert cases["new-bad"]["baseline"] is None
     assert cases["ok"]["verdict"] == "pass" and cases["ok"]["outcome"] == "passed"

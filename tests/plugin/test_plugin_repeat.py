@@ -182,7 +182,7 @@ def test_each_sample_is_judged_and_cached_separately(project: Project) -> None:
     assert cold.ret == 0
     assert calls(project) == {i: 3 for i in scripts}
     section = project.section(cold)
-    assert "judge: local prompt=sim-1  judge calls: 12  cache hits: 0" in section
+    assert "judge: local prompt=sim-2  judge calls: 12  cache hits: 0" in section
     assert samples_line(6, 12) in section
     assert "cases not passing every sample: none 0/3, one 1/3, two 2/3" in section
     cases = {c["id"]: c for c in cold_report["cases"]}
@@ -207,7 +207,7 @@ def test_each_sample_is_judged_and_cached_separately(project: Project) -> None:
     assert warm.ret == 0
     assert calls(project) == {i: 3 for i in scripts}  # the SUT still runs every sample ...
     # ... but every one of the 4 x 3 verdicts comes from the cache
-    assert "judge: local prompt=sim-1  judge calls: 0  cache hits: 12" in project.section(warm)
+    assert "judge: local prompt=sim-2  judge calls: 0  cache hits: 12" in project.section(warm)
     assert (warm_report["summary"]["judge_calls"], warm_report["summary"]["cache_hits"]) == (0, 12)
 
 
@@ -227,7 +227,7 @@ def history_line(day: int, total: int, passed: int, failed: Sequence[str] = ()) 
         "total": total,
         "passed": passed,
         "pass_rate": passed / total,
-        "judge": {"name": "local", "model": None, "prompt_version": "sim-1", "version": None},
+        "judge": {"name": "local", "model": None, "prompt_version": "sim-2", "version": None},
         "failed": list(failed),
     }
 

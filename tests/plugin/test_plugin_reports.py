@@ -256,7 +256,7 @@ def test_junit_properties_and_regression_vs_new_failure(
     }
     for case_id, (props, tc) in cases.items():
         assert set(props) == names, case_id
-        assert props["llmeval_judge"] == "local prompt=sim-1"
+        assert props["llmeval_judge"] == "local prompt=sim-2"
         # each property once, even under xdist (teardown and call reports both carry them)
         assert len([p for p in tc.iter("property") if p.get("name") == "llmeval_outcome"]) == 1
     expected = {
@@ -319,7 +319,7 @@ def test_progress_lines_on_a_cold_cache_only(project: Project) -> None:
     warm = project.run()  # every verdict from the cache: nothing to wait for
     warm.assert_outcomes(passed=24)
     assert progress_lines(warm) == []
-    assert "judge: local prompt=sim-1  judge calls: 0  cache hits: 24" in project.section(warm)
+    assert "judge: local prompt=sim-2  judge calls: 0  cache hits: 24" in project.section(warm)
 
     drop_cache(project)
     xdist = project.run("-n", "2")  # under xdist the controller reports the workers' progress
