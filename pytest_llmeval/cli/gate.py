@@ -215,6 +215,7 @@ def run(args: argparse.Namespace) -> int:
             baseline_path=args.dir / "baseline.json",
             history_path=args.dir / "history.jsonl",
             default_threshold=float(reports[0][1]["settings"]["threshold"]),
+            baseline_sha256=reports[0][1]["settings"].get("baseline_sha256"),
         )
         for line in outcome.written:
             print(f"wrote {line}", file=sys.stderr if args.json else sys.stdout)

@@ -230,6 +230,11 @@ def pass_rate(passed: int, failed: int) -> float | None:
     return passed / judged if judged else None
 
 
+def _n(count: int, word: str) -> str:
+    """``1 run``, ``2 runs``."""
+    return f"{count} {word if count == 1 else word + 's'}"
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
@@ -499,6 +504,9 @@ def _classify(
     if plain is not None:
         return plain
     method = "empirical-Bayes posterior predictive (NPMLE prior), discrete Bonferroni (Tarone)"
+    runs = ctx.history_runs.get(key, 0)
+    if 0 < runs < ctx.settings.min_history:
+        return _classify_thin(ctx, key, baseline, passes, samples, runs)
     p = ctx.case_p_value(key, passes, samples)
     if p is None:
         evidence = CaseEvidence(
@@ -532,7 +540,7 @@ def _classify(
         threshold=ctx.case_threshold,
     )
     numbers = (
-        f"{passes}/{samples} now vs {k}/{n} in {ctx.history_runs[key]} recorded runs"
+        f"{passes}/{samples} now vs {k}/{n} in {_n(ctx.history_runs[key], 'recorded run')}"
         f" ({_pct(k / n)}); p = {p:.3g}, adjusted p = {adj:.3g}"
     )
     family = (
@@ -549,6 +557,67 @@ def _classify(
         f" ({family})",
         evidence,
     )
+
+
+def _classify_thin(
+    ctx: GateContext,
+    key: str,
+    baseline: BaselineView | None,
+    passes: int,
+    samples: int,
+    runs: int,
+) -> Classification:
+    """Fewer recorded runs of the case than ``llmeval_min_history``: too little history to
+    call a failure noise. One sample: the outcome table's rule (a regression, unconfirmed).
+    Repeated samples: the one-sided Fisher exact test of the baseline's k/n against now's, at
+    the case share of alpha, with ``<=`` so that 3/3 -> 0/3 (p = 0.05) can fire."""
+    assert baseline is not None
+    why = (
+        f"unconfirmed: {_n(runs, 'recorded run')} of this case, the history test needs"
+        f" {ctx.settings.min_history} (llmeval_min_history); record history or use"
+        " --llmeval-repeat"
+    )
+    alpha = ctx.settings.alpha
+    if samples > 1 or baseline.samples > 1:
+        from pytest_llmeval.stats import repeat_drop_test
+
+        p = float(repeat_drop_test(baseline.passes, baseline.samples, passes, samples))
+        evidence = CaseEvidence(
+            history_passes=baseline.passes,
+            history_runs=runs,
+            now_passes=passes,
+            now_samples=samples,
+            p_value=p,
+            adjusted_p=None,
+            alpha=alpha,
+            method="one-sided Fisher exact test, baseline samples vs now",
+            unconfirmed=True,
+            history_samples=baseline.samples,
+            threshold=alpha,
+        )
+        detail = (
+            f"{passes}/{samples} now vs {baseline.passes}/{baseline.samples} in the baseline,"
+            f" one-sided Fisher p = {p:.4g}"
+        )
+        if p <= alpha:
+            return Classification("regression", f"{detail} <= {alpha:g}; {why}", evidence)
+        return Classification(
+            "flaky", f"{detail} > {alpha:g}: not a significant drop; {why}", evidence
+        )
+    evidence = CaseEvidence(
+        history_passes=ctx.history_passes.get(key, 0),
+        history_runs=runs,
+        now_passes=passes,
+        now_samples=samples,
+        p_value=None,
+        adjusted_p=None,
+        alpha=alpha,
+        method="outcome table: passed in the baseline, fails now",
+        unconfirmed=True,
+        history_samples=ctx.history_samples.get(key, 0),
+        threshold=None,
+    )
+    return Classification("regression", why, evidence)
 
 
 def _classify_seed(
@@ -717,7 +786,7 @@ def _regressions_gate(
     return GateResult(
         "regressions",
         ok,
-        f"{len(regs)} regressions (max {s.max_regressions}){extra}",
+        f"{_n(len(regs), 'regression')} (max {s.max_regressions}){extra}",
         method=method,
         numbers=numbers,
     )
@@ -734,7 +803,7 @@ def _history_gates(
     points = list(ctx.pass_rates)
     if len(points) < s.min_history:
         why = (
-            f"skipped: {len(points)} recorded runs, need {s.min_history}"
+            f"skipped: {_n(len(points), 'recorded run')}, need {s.min_history}"
             " (llmeval_min_history); record runs with --llmeval-record-history"
         )
         skipped = [GateResult("history", True, why, True, numbers={"points": len(points)})]
@@ -860,7 +929,7 @@ def _suite_drop_gate(ctx: GateContext, outcomes: Sequence[tuple[str, str, int, i
     ok = res.p_value > alpha
     detail = (
         f"{res.observed:g} passes now vs {res.expected:.1f} expected from each case's history"
-        f" over {res.informative} varying cases: CMH z = {res.z:.3f}"
+        f" over {_n(res.informative, 'varying case')}: CMH z = {res.z:.3f}"
         f" (dispersion {res.dispersion:.2f}), p = {res.p_value:.3g}"
         f" {'>' if ok else '<='} {alpha:.3g}"
     )
@@ -876,7 +945,8 @@ def _flip_gate(outcomes: Sequence[tuple[str, str, int, int]]) -> GateResult:
     return GateResult(
         "flips",
         True,
-        f"{worse} cases passed in the baseline and fail now, {better} the other way:"
+        f"{_n(worse, 'case')} passed in the baseline and fail{'s' if worse == 1 else ''} now,"
+        f" {better} the other way:"
         f" one-sided exact count test p = {p:.3g}; informational",
         skipped=True,
         method="exact count test of regressions vs improvements (one-sided McNemar)",
@@ -934,7 +1004,8 @@ def decide_comparison(
     if better and test.p_value < alpha:
         rec = "candidate"
         reason = (
-            f"better: {len(improvements)} improvements vs {len(regressions)} regressions,"
+            f"better: {_n(len(improvements), 'improvement')} vs"
+            f" {_n(len(regressions), 'regression')},"
             f" McNemar exact p = {test.p_value:.4g} < {alpha:g}"
         )
     elif noninferiority_margin is not None and lo > -noninferiority_margin:
@@ -946,7 +1017,7 @@ def decide_comparison(
     else:
         rec = "baseline"
         reason = (
-            f"{len(improvements)} improvements vs {len(regressions)} regressions,"
+            f"{_n(len(improvements), 'improvement')} vs {_n(len(regressions), 'regression')},"
             f" McNemar exact p = {test.p_value:.4g}"
             + ("" if better else " (the candidate is not better)")
             + (

@@ -21,6 +21,7 @@ from pytest_llmeval.core.result import CaseResult
 from pytest_llmeval.core.summary import RunCounts, count
 from pytest_llmeval.core.verdict import JudgeIdentity, Usage
 from pytest_llmeval.engine.store import append_history, save_baseline
+from pytest_llmeval.errors import StateFileError
 from pytest_llmeval.reports.model import build_report
 
 
@@ -252,16 +253,36 @@ def write_state(
     baseline_path: Path,
     history_path: Path,
     default_threshold: float,
+    baseline_sha256: str | None,
     shown: Callable[[Path], str] = str,
 ) -> None:
-    """Write the baseline and history the outcome planned (atomically; history under a lock)."""
+    """Write the baseline and history the outcome planned (atomically, under a lock).
+
+    ``baseline_sha256`` is the digest of the baseline this run read (None: there was none); a
+    baseline changed since by another run is not overwritten. A file that cannot be written is
+    reported in ``outcome.not_written``, never half written.
+    """
     if outcome.baseline_update is not None:
-        save_baseline(baseline_path, outcome.baseline_update.baseline, default_threshold)
+        try:
+            save_baseline(
+                baseline_path,
+                outcome.baseline_update.baseline,
+                default_threshold,
+                expected_sha256=baseline_sha256,
+            )
+        except (StateFileError, OSError) as exc:
+            outcome.not_written.append(f"baseline not written: {exc}")
+            outcome.history_append = None  # the history follows the baseline it describes
+            return
         outcome.written.append(
             f"baseline {shown(baseline_path)}: {outcome.baseline_update.describe()}"
         )
     if outcome.history_append is not None:
-        append_history(history_path, outcome.history_append)
+        try:
+            append_history(history_path, outcome.history_append)
+        except (StateFileError, OSError) as exc:
+            outcome.not_written.append(f"history not appended: {exc}")
+            return
         outcome.written.append(f"history {shown(history_path)}: 1 run appended")
 
 

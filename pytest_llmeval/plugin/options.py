@@ -22,6 +22,12 @@ _INI: dict[str, tuple[str, Any, str]] = {
     "llmeval_judge_max_retries": ("int", 4, "judge retries on 429/529/5xx/timeouts"),
     "llmeval_max_retry_wait": ("float", 60.0, "cap on any single retry wait, seconds"),
     "llmeval_rpm": ("float", None, "client-side judge requests-per-minute limit"),
+    "llmeval_rpm_window": (
+        "float",
+        60.0,
+        "window for llmeval_rpm: bursts of up to rpm*window/60 requests in any window of this"
+        " many seconds",
+    ),
     "llmeval_prices": ("string", "", "JSON file overriding the judge price table"),
     "llmeval_threshold": ("float", 0.7, "default pass threshold for a case's score"),
     "llmeval_min_words": ("int", 5, "fewer words than this is 'too_short'"),
@@ -116,6 +122,7 @@ class Settings:
     judge_max_retries: int
     max_retry_wait: float
     rpm: float | None
+    rpm_window: float
     prices_file: Path | None
     threshold: float
     min_words: int
@@ -207,8 +214,11 @@ def settings_from_config(config: pytest.Config) -> Settings:
     def ini(name: str) -> Any:
         try:
             return config.getini(name)
-        except (TypeError, ValueError) as exc:  # not a number, or a TOML value of a wrong type
-            raise pytest.UsageError(f"pytest-llmeval: {name}: {exc}") from None
+        except pytest.UsageError as exc:  # pytest could not convert the value: name it
+            text = str(exc)
+            if "literal" in text or "could not convert" in text:  # int("x"), float("x")
+                text = f"{name} = {text.rpartition(': ')[2]}: expected a number"
+            raise pytest.UsageError(f"pytest-llmeval: {text}") from None
 
     def opt(name: str) -> Any:
         return config.getoption(name)
@@ -238,6 +248,7 @@ def settings_from_config(config: pytest.Config) -> Settings:
         judge_max_retries=num("llmeval_judge_max_retries", int, low=0),
         max_retry_wait=num("llmeval_max_retry_wait", float, low=0),
         rpm=num("llmeval_rpm", float, low=0.001, optional=True),
+        rpm_window=num("llmeval_rpm_window", float, low=0.001),
         prices_file=(root / prices) if prices else None,
         threshold=num("llmeval_threshold", float, low=0, high=1),
         min_words=num("llmeval_min_words", int, low=0),

@@ -22,7 +22,7 @@ from pytest_llmeval.core.verdict import Usage
 from pytest_llmeval.engine.cache import JudgeCache
 from pytest_llmeval.engine.finish import RunSettings
 from pytest_llmeval.engine.runner import Evaluator, EvaluatorConfig
-from pytest_llmeval.engine.store import file_sha256, load_baseline, load_history
+from pytest_llmeval.engine.store import load_baseline_with_sha256, load_history
 from pytest_llmeval.errors import ConfigError, StateFileError
 from pytest_llmeval.judges import import_object, load_judge
 from pytest_llmeval.judges.base import Judge
@@ -69,9 +69,8 @@ class RunResources:
             return
         s = self.settings
         try:
-            self._baseline = load_baseline(s.baseline_path)
+            self._baseline, self._baseline_sha256 = load_baseline_with_sha256(s.baseline_path)
             self._history = load_history(s.history_path)
-            self._baseline_sha256 = file_sha256(s.baseline_path)
         except StateFileError as exc:
             raise pytest.UsageError(f"pytest-llmeval: {exc}") from None
         self._state_loaded = True
@@ -107,17 +106,18 @@ class RunResources:
 
     def judge_options(self) -> dict[str, Any]:
         s = self.settings
-        rpm = s.rpm
-        if rpm is not None and s.xdist_workers > 1:
-            rpm = rpm / s.xdist_workers  # each worker limits itself: the run stays under rpm
         return {
             "model": s.judge_model,
             "max_tokens": s.judge_max_tokens,
             "timeout": s.judge_timeout,
             "max_retries": s.judge_max_retries,
             "max_retry_wait": s.max_retry_wait,
-            "rpm": rpm,
+            "rpm": s.rpm,
+            "rpm_window": s.rpm_window,
+            # each xdist worker takes its share of the limit and of the API's reported budget
+            "processes": max(1, s.xdist_workers),
             "prices_file": s.prices_file,
+            "threshold": s.threshold,
         }
 
     def check_judge_identity(self) -> None:

@@ -218,6 +218,7 @@ class LLMEvalRun:
             baseline_path=s.baseline_path,
             history_path=s.history_path,
             default_threshold=s.threshold,
+            baseline_sha256=res.baseline_sha256,
             shown=self._rel,
         )
         self._write_reports(outcome)

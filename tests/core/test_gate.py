@@ -296,7 +296,7 @@ def test_one_regression_fails_and_max_regressions_allows_some() -> None:
 def test_unconfirmed_regressions_are_counted_and_named() -> None:
     out = run(context([]), [KEYS[0]])
     assert not out["regressions"].passed
-    assert out["regressions"].detail == "1 regressions (max 0), 1 unconfirmed (no history)"
+    assert out["regressions"].detail == "1 regression (max 0), 1 unconfirmed (no history)"
 
 
 def test_regressions_are_accepted_while_updating_the_baseline() -> None:

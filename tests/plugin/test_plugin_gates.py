@@ -32,7 +32,7 @@ def test_regressions_gate(project: Project) -> None:
     result.stdout.fnmatch_lines(
         [
             "gates:",
-            "  FAIL regressions: 2 regressions (max 0)",
+            "  FAIL regressions: 2 regressions (max 0), 2 unconfirmed (no history)",
             "*llmeval gate: FAILED (regressions)*",
         ]
     )
@@ -45,11 +45,11 @@ def test_max_regressions_allows_some(project: Project) -> None:
     project.answers({"a": project.BAD, "b": project.BAD, "c": project.GOOD})
     project.write_baseline({f"{FILE}::{i}": "pass" for i in ids})
     result = project.run()
-    result.stdout.fnmatch_lines(["  PASS regressions: 2 regressions (max 2)"])
+    result.stdout.fnmatch_lines(["  PASS regressions: 2 regressions (max 2)*"])
     project.answers({"a": project.BAD, "b": project.BAD, "c": project.BAD})
     result = project.run()
     assert result.ret == 1
-    result.stdout.fnmatch_lines(["  FAIL regressions: 3 regressions (max 2)"])
+    result.stdout.fnmatch_lines(["  FAIL regressions: 3 regressions (max 2)*"])
 
 
 def test_min_pass_rate_gate_fails_the_run(project: Project, run_args: tuple[str, ...]) -> None:
@@ -60,7 +60,7 @@ def test_min_pass_rate_gate_fails_the_run(project: Project, run_args: tuple[str,
     assert result.ret == 1  # ... but the gate did
     result.stdout.fnmatch_lines(
         [
-            "  PASS regressions: 0 regressions (max 0)",
+            "  PASS regressions: 0 regressions (max 0)*",
             "  FAIL min_pass_rate: pass rate 50.0% < minimum 90.0%",
             "*llmeval gate: FAILED (min_pass_rate)*",
         ]
@@ -95,7 +95,33 @@ def test_min_pass_rate_ignores_judge_errors(project: Project) -> None:
     result.stdout.fnmatch_lines(["  PASS min_pass_rate: pass rate 100.0% >= minimum 100.0%"])
 
 
+def test_history_gate_is_a_prediction_bound_by_default(
+    project: Project, run_args: tuple[str, ...]
+) -> None:
+    half_passing(project)
+    project.write_history([0.9, 1.0, 0.95])  # mean 95%, sample std 5%
+    result = project.run(*run_args)
+    result.assert_outcomes(passed=1, xfailed=1)
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(
+        [
+            "  FAIL history: pass rate 50.0% < *, the lower *% prediction bound = mean 95.0%"
+            " - t * x sd 5.0% x sqrt(1 + 1/3) over 3 runs",
+            "*llmeval gate: FAILED (history)*",
+        ]
+    )
+
+
+def test_history_prediction_bound_passes_a_usual_wobble(project: Project) -> None:
+    half_passing(project, n_pass=9, n_known=1)
+    project.write_history([0.9, 1.0, 0.95])
+    result = project.run()
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["  PASS history: pass rate 90.0% >= *prediction bound*"])
+
+
 def test_history_gate_fails_the_run(project: Project, run_args: tuple[str, ...]) -> None:
+    project.ini(llmeval_std_threshold="2")  # the old rule, for those who set k
     half_passing(project)
     project.write_history([0.9, 1.0, 0.95])  # mean 95%, sample std 5%: bound 85%
     result = project.run(*run_args)
@@ -110,6 +136,7 @@ def test_history_gate_fails_the_run(project: Project, run_args: tuple[str, ...])
 
 
 def test_history_gate_passes_within_the_band(project: Project) -> None:
+    project.ini(llmeval_std_threshold="2")
     half_passing(project, n_pass=9, n_known=1)
     project.write_history([0.9, 1.0, 0.95])
     result = project.run()
@@ -142,7 +169,7 @@ def test_history_gate_skipped_below_min_history(project: Project) -> None:
 
 
 def test_min_history_is_configurable(project: Project) -> None:
-    project.ini(llmeval_min_history="2")
+    project.ini(llmeval_min_history="2", llmeval_std_threshold="2")
     half_passing(project)
     project.write_history([0.9, 1.0])
     result = project.run()
@@ -182,7 +209,7 @@ def test_several_gates_fail_together(project: Project) -> None:
     assert result.ret == 1
     result.stdout.fnmatch_lines(
         [
-            "  FAIL regressions: 1 regressions (max 0)",
+            "  FAIL regressions: 1 regression (max 0)*",
             "  FAIL min_pass_rate: pass rate 33.3% < minimum 75.0%",
             "  FAIL history: pass rate 33.3% < 85.0%*",
             "*llmeval gate: FAILED (regressions, min_pass_rate, history)*",
@@ -193,9 +220,9 @@ def test_several_gates_fail_together(project: Project) -> None:
 @pytest.mark.parametrize(
     ("key", "value", "words"),
     [
-        ("llmeval_min_pass_rate", "1.5", "llmeval_min_pass_rate = '1.5': must be in [0"),
-        ("llmeval_max_regressions", "many", "llmeval_max_regressions = 'many': expected a int"),
-        ("llmeval_std_threshold", "-1", "llmeval_std_threshold = '-1': must be in [0"),
+        ("llmeval_min_pass_rate", "1.5", "llmeval_min_pass_rate = 1.5: must be in [0"),
+        ("llmeval_max_regressions", "many", "llmeval_max_regressions = 'many': expected a number"),
+        ("llmeval_std_threshold", "-1", "llmeval_std_threshold = -1.0: must be in [0"),
     ],
 )
 def test_bad_gate_setting_is_a_usage_error(
