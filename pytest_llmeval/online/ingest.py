@@ -4,12 +4,22 @@ Every line is decoded on its own (joining lines into one JSON array decodes fast
 line that is not one complete value could then merge with its neighbour unnoticed). A bad
 line, whatever is wrong with it (invalid UTF-8, a lone surrogate, nesting deeper than the
 decoder allows, a field), is reported with its file and line and the next line is read.
+
+With the ``online-fast`` extra installed, ``orjson`` decodes each line first (about 7x faster
+than :mod:`json`, which is most of an ingest's CPU). A line it refuses goes through :mod:`json`
+as before, and so does a line whose record is invalid, so bad lines get the same messages.
+``orjson`` reads an integer beyond 64 bits as a float where :mod:`json` keeps it exact; only
+in metadata could that pass unnoticed, so a line with metadata (or an escape) and a run of 19
+digits is read by :mod:`json` too. Otherwise whatever ``orjson`` accepts :mod:`json` reads the
+same (it refuses lone surrogates, ``NaN`` and nesting past 1,024 levels): a line's row never
+depends on which decoder read it.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from pytest_llmeval.online.records import Row, parse_record
@@ -19,6 +29,18 @@ _JSON_WS = b" \t\r\n"
 _WS_BYTES = (b" ", b"\t", b"\r", b"\n")
 _BOM = b"\xef\xbb\xbf"
 _DECODE = json.JSONDecoder().raw_decode
+_LONG_DIGITS = re.compile(rb"[0-9]{19}").search
+
+
+def _fast_decoder() -> Callable[[bytes], Any] | None:
+    try:
+        import orjson
+    except ImportError:
+        return None
+    return orjson.loads
+
+
+_FAST_DECODE = _fast_decoder()
 
 
 def _surrogate(value: Any) -> bool:
@@ -73,6 +95,7 @@ class LineReader:
         self.errors.append(LineError(self.name, lineno, exc.field, exc.message))
 
     def __iter__(self) -> Iterator[Row]:
+        fast, long_digits = _FAST_DECODE, _LONG_DIGITS
         for lineno, raw in enumerate(self.handle, start=1):
             if lineno == 1 and raw.startswith(_BOM):
                 raw = raw[len(_BOM) :]
@@ -81,6 +104,17 @@ class LineReader:
                 if not raw:
                     continue
             self.lines += 1
+            if fast is not None:
+                try:
+                    row = _record(fast(raw), b"")  # orjson refuses lone surrogates itself
+                except (ValueError, RecordError):
+                    row = None  # json decides, with its own message
+                if row is not None and (
+                    not (b"metadata" in raw or b"\\u" in raw) or not long_digits(raw)
+                ):
+                    if not (self.strict and self.errors):
+                        yield row
+                    continue
             try:
                 row = _record(_decode_line(raw), raw)
             except RecordError as exc:

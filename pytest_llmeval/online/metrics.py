@@ -170,8 +170,9 @@ def compute(
 
 def unattributed_events(conn: sqlite3.Connection, window: Window) -> int:
     """Events in the window whose response_id names no stored response (kept in ``pending``)."""
+    # CROSS JOIN keeps pending (a few rows) outside: SQLite would otherwise scan every event.
     sql = """
-        SELECT COUNT(*) FROM pending p JOIN events e ON e.response_id = p.response_id
+        SELECT COUNT(*) FROM pending p CROSS JOIN events e ON e.response_id = p.response_id
         WHERE e.ts > :since AND e.ts <= :until
     """
     return int(conn.execute(sql, window.params()).fetchone()[0])

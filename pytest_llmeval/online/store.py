@@ -8,9 +8,7 @@ waits up to ``timeout`` seconds for the lock. Readers never wait for writers.
 from __future__ import annotations
 
 import os
-import queue
 import sqlite3
-import threading
 from collections.abc import Iterable, Mapping, Sequence
 from operator import itemgetter
 from pathlib import Path
@@ -67,8 +65,6 @@ _INSERT_FAILURE = "INSERT OR IGNORE INTO failures VALUES (?, ?, ?, ?, ?, ?, ?, ?
 _INSERT_EVENT = "INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?, ?)"
 _CHUNK = 20_000
 
-Chunk = tuple[list[ResponseRow], list[EventRow], list[FailureRow]]
-
 
 class _Tx:
     def __init__(self, conn: sqlite3.Connection) -> None:
@@ -112,11 +108,7 @@ class EventStore(Recorder):
             raise StoreError(f"no event store at {self.path} (run `llmeval online ingest` first)")
         if create:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        # check_same_thread=False: ingest hands the connection to its insert thread (and
-        # waits for it), never using it from two threads at once.
-        self._conn = sqlite3.connect(
-            str(self.path), timeout=timeout, isolation_level=None, check_same_thread=False
-        )
+        self._conn = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None)
         self._touched: set[str] = set()
         self._sessions: set[str] = set()
         try:
@@ -126,7 +118,7 @@ class EventStore(Recorder):
             self._conn.execute("PRAGMA synchronous = NORMAL")
             # A big page cache keeps bulk inserts into the clustered event key from thrashing.
             self._conn.execute("PRAGMA cache_size = -131072")
-            self._conn.execute("PRAGMA temp_store = MEMORY")
+            self._conn.execute("PRAGMA temp_store = FILE")
             for statement in schema.TEMP_TABLES:
                 self._conn.execute(statement)
         except sqlite3.DatabaseError as exc:
@@ -214,78 +206,40 @@ class EventStore(Recorder):
         for statement in schema.UPKEEP:
             self._conn.execute(statement)
 
-    def _ingest_rows(
-        self, rows: Iterable[Row], *, threaded: bool = False
-    ) -> tuple[int, int, int, int]:
+    def _ingest_rows(self, rows: Iterable[Row]) -> tuple[int, int, int, int]:
         """Insert rows in the open transaction: (responses, events, failures, duplicates).
 
-        With ``threaded``, chunks are inserted by a helper thread while the caller's iterator
-        parses the next chunk: SQLite releases the GIL while it inserts, so parsing and
-        inserting overlap on two cores. The helper uses the connection alone until it is
-        joined, and an error in it is raised here.
+        Parsing and inserting run in turn in this thread: a helper thread inserting while
+        this one parses cost more CPU and wall time than it saved (both hold the GIL for most
+        of their work; measured with ``benchmarks/bench_online.py``).
         """
         before = self._count("responses")
-        added = [0, 0]
-        buffers: Chunk = ([], [], [])
-        total = 0
-
-        def insert(chunk: Chunk) -> None:
-            e, f = self._flush(*chunk)
-            added[0] += e
-            added[1] += f
-
-        work: queue.Queue[Chunk | None] = queue.Queue(maxsize=2)
-        failure: list[BaseException] = []
-
-        def writer() -> None:
-            while True:
-                chunk = work.get()
-                if chunk is None:
-                    return
-                if not failure:
-                    try:
-                        insert(chunk)
-                    except BaseException as exc:  # re-raised in the caller's thread
-                        failure.append(exc)
-
-        thread = threading.Thread(target=writer, name="llmeval-ingest", daemon=True)
-        if threaded:
-            thread.start()
-
-        def hand_over() -> None:
-            nonlocal buffers
-            if threaded:
-                work.put(buffers)
-                if failure:
-                    raise failure[0]
+        added_events = added_failures = total = 0
+        responses: list[ResponseRow] = []
+        events: list[EventRow] = []
+        failures: list[FailureRow] = []
+        for kind, row in rows:
+            total += 1
+            if kind == "event":
+                events.append(row)  # type: ignore[arg-type]
+                if len(events) >= _CHUNK:
+                    e, f = self._flush(responses, events, failures)
+                    added_events, added_failures = added_events + e, added_failures + f
+                    responses, events, failures = [], [], []
+            elif kind == "response":
+                responses.append(row)  # type: ignore[arg-type]
             else:
-                insert(buffers)
-            buffers = ([], [], [])
-
-        try:
-            responses, events, failures = buffers
-            for kind, row in rows:
-                total += 1
-                if kind == "event":
-                    events.append(row)  # type: ignore[arg-type]
-                    if len(events) >= _CHUNK:
-                        hand_over()
-                        responses, events, failures = buffers
-                elif kind == "response":
-                    responses.append(row)  # type: ignore[arg-type]
-                else:
-                    failures.append(row)  # type: ignore[arg-type]
-            hand_over()
-        finally:
-            if threaded:
-                work.put(None)
-                thread.join()
-        if failure:
-            raise failure[0]
+                failures.append(row)  # type: ignore[arg-type]
+        e, f = self._flush(responses, events, failures)
+        added_events, added_failures = added_events + e, added_failures + f
         self._upkeep()
         n_responses = self._count("responses") - before
-        n_events, n_failures = added
-        return n_responses, n_events, n_failures, total - n_responses - n_events - n_failures
+        return (
+            n_responses,
+            added_events,
+            added_failures,
+            total - n_responses - added_events - added_failures,
+        )
 
     def record_batch(self, records: Iterable[Mapping[str, Any]]) -> IngestReport:
         """Record many ingest-format records in one transaction: all or nothing.
@@ -322,7 +276,7 @@ class EventStore(Recorder):
             reader = LineReader(handle, name, strict=strict)
             try:
                 with self._write():
-                    r, e, f, d = self._ingest_rows(reader, threaded=True)
+                    r, e, f, d = self._ingest_rows(reader)
                     if strict and reader.errors:
                         raise _Rejected
             except _Rejected:
