@@ -17,7 +17,8 @@ budget ``alpha`` per run of an unchanged application:
   (:func:`pytest_llmeval.stats.discrete_bonferroni`) over what each case can attain, at the
   share ``case_share`` of ``alpha``: cases that cannot reach significance cost nothing. At or
   below the threshold: ``regression``; above: ``flaky`` (xfailed) with its historical rate. A
-  case with no history keeps the seed's rule (a regression) and says it is unconfirmed.
+  case with fewer recorded runs than ``min_history`` keeps the outcome table's rule and says it
+  is unconfirmed (:func:`_classify_thin`); so does a case with no history at all.
   (One beta-binomial prior was tried first: on a suite of stable and noisy cases it is too sure
   of cases that never failed; see benchmarks/bench_gate_noise.py.)
 * **Suite** (at the end), on what the per-case family did not spend, split in two
@@ -40,7 +41,7 @@ import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
@@ -89,7 +90,7 @@ class GateSettings:
     history_binomial: bool = False
     history_alpha: float = 0.05
     alpha: float = 0.05
-    case_share: float = 0.5
+    case_share: float = 0.4
     history_share: float = 1 / 3
     samples: int = 1
     repeat_pass_fraction: float = 0.5
@@ -397,8 +398,12 @@ class GateContext:
             fail_x = [0]
         else:
             fail_x = [x for x in range(samples) if x / samples < settings.repeat_pass_fraction]
+        # the family: cases that passed in the baseline with enough history for the test
+        # (the others keep the outcome table's rule, see _classify_thin)
         eligible = [
-            i for i, k in enumerate(keys) if has[i] and k in baseline and baseline[k].passed
+            i
+            for i, k in enumerate(keys)
+            if runs_all[i] >= settings.min_history and k in baseline and baseline[k].passed
         ]
         tables: dict[str, tuple[float, ...]] = {}
         case_alpha = settings.alpha * settings.case_share
@@ -517,7 +522,7 @@ def _classify(
             p_value=None,
             adjusted_p=None,
             alpha=ctx.case_alpha,
-            method="seed rule: passed in the baseline, fails now",
+            method="outcome table: passed in the baseline, fails now",
             unconfirmed=True,
             history_samples=0,
             threshold=None,
@@ -570,7 +575,8 @@ def _classify_thin(
     """Fewer recorded runs of the case than ``llmeval_min_history``: too little history to
     call a failure noise. One sample: the outcome table's rule (a regression, unconfirmed).
     Repeated samples: the one-sided Fisher exact test of the baseline's k/n against now's, at
-    the case share of alpha, with ``<=`` so that 3/3 -> 0/3 (p = 0.05) can fire."""
+    ``alpha``, with ``<=`` so that 3/3 -> 0/3 (p = 0.05) can fire. Such a case is not one of
+    the per-case family's cases (:meth:`GateContext.build`): it costs the family nothing."""
     assert baseline is not None
     why = (
         f"unconfirmed: {_n(runs, 'recorded run')} of this case, the history test needs"
@@ -599,7 +605,7 @@ def _classify_thin(
             f"{passes}/{samples} now vs {baseline.passes}/{baseline.samples} in the baseline,"
             f" one-sided Fisher p = {p:.4g}"
         )
-        if p <= alpha:
+        if p <= alpha * (1 + 1e-9):  # 3/3 -> 0/3 gives exactly 0.05, up to rounding
             return Classification("regression", f"{detail} <= {alpha:g}; {why}", evidence)
         return Classification(
             "flaky", f"{detail} > {alpha:g}: not a significant drop; {why}", evidence
@@ -620,29 +626,6 @@ def _classify_thin(
     return Classification("regression", why, evidence)
 
 
-def _classify_seed(
-    verdict: str, baseline: BaselineView | None, passes: int, samples: int, flaky_alpha: float
-) -> Classification:
-    """The pre-#10 rule, kept only for callers not yet passing a GateContext."""
-    plain = _by_table(verdict, baseline)
-    if plain is not None:
-        return plain
-    assert baseline is not None
-    if samples > 1 or baseline.samples > 1:
-        from pytest_llmeval.stats import repeat_drop_test
-
-        p = repeat_drop_test(baseline.passes, baseline.samples, passes, samples)
-        detail = (
-            f"{passes}/{samples} now vs {baseline.passes}/{baseline.samples} in the baseline,"
-            f" one-sided Fisher p = {p:.4g}"
-        )
-        if p >= flaky_alpha:
-            return Classification("flaky", detail + f" >= {flaky_alpha}: not a significant drop")
-        return Classification("regression", detail + f" < {flaky_alpha}")
-    return Classification("regression")
-
-
-@overload
 def classify(
     ctx: GateContext,
     key: str,
@@ -651,45 +634,16 @@ def classify(
     *,
     passes: int = 1,
     samples: int = 1,
-) -> Classification: ...
-
-
-@overload
-def classify(
-    ctx: str,
-    key: BaselineView | None,
-    *,
-    passes: int = 1,
-    samples: int = 1,
-    flaky_alpha: float = 0.05,
-) -> Classification: ...
-
-
-def classify(
-    ctx: GateContext | str,
-    key: str | BaselineView | None,
-    verdict: str | None = None,
-    baseline: BaselineView | None = None,
-    *,
-    passes: int = 1,
-    samples: int = 1,
-    flaky_alpha: float = 0.05,
 ) -> Classification:
     """Outcome of one case from its verdict now (pass/fail/error), its baseline entry and history.
 
     ``passes`` of ``samples`` samples passed now. A case that passed in the baseline and fails
     now is a ``regression`` only when its posterior-predictive p-value against its own history
-    is at or below the context's per-case threshold, else ``flaky``; with no history for the
-    case, a ``regression`` marked unconfirmed. Uses nothing of this run but the case itself.
-
-    The old call form ``classify(verdict, baseline, passes=, samples=, flaky_alpha=)`` (the
-    seed's rule) still works until every caller passes a context.
+    is at or below the context's per-case threshold, else ``flaky``; with fewer recorded runs
+    of the case than ``min_history``, the outcome table's rule, marked unconfirmed (see
+    :func:`_classify_thin`); with no history for the case, a ``regression`` marked unconfirmed.
+    Uses nothing of this run but the case itself.
     """
-    if isinstance(ctx, str):
-        view = key if isinstance(key, BaselineView) else None
-        return _classify_seed(ctx, view, passes, samples, flaky_alpha)
-    if not isinstance(key, str) or verdict is None:
-        raise TypeError("classify(ctx, key, verdict, baseline, *, passes, samples)")
     return _classify(ctx, key, verdict, baseline, passes, samples)
 
 
@@ -699,33 +653,17 @@ def classify(
 
 
 def decide(
-    ctx: GateContext | None = None,
+    ctx: GateContext,
     *,
-    outcomes: Sequence[tuple[str, str, int, int]] | None = None,
+    outcomes: Sequence[tuple[str, str, int, int]],
     passed: int,
     failed: int,
     full_run: bool,
     update_baseline: bool = False,
-    regressions: Sequence[str] | None = None,
-    history: Sequence[Mapping[str, Any]] | None = None,
-    settings: GateSettings | None = None,
 ) -> GateDecision:
     """The session gates. ``outcomes`` holds ``(key, outcome, passes now, samples now)`` for
     every case judged this run; ``ctx`` was built before the run (its history excludes it).
-
-    The old call form ``decide(passed=, failed=, regressions=, history=, settings=, full_run=)``
-    still works (no per-case history: only the count and pass-rate gates) until every caller
-    passes a context.
     """
-    if ctx is None:
-        ctx = GateContext.build(
-            history or [],
-            judge=None,
-            case_keys=(),
-            baseline={},
-            settings=settings or GateSettings(),
-        )
-        outcomes = [(k, "regression", 0, 1) for k in regressions or ()]
     outcomes = list(outcomes or ())
     s = ctx.settings
     gates: list[GateResult] = [_regressions_gate(ctx, outcomes, update_baseline)]
@@ -755,7 +693,8 @@ def _regressions_gate(
 ) -> GateResult:
     s = ctx.settings
     regs = [o for o in outcomes if o[1] == "regression"]
-    confirmed = sum(1 for o in regs if ctx.history_samples.get(o[0], 0) > 0)
+    # a case with fewer recorded runs than min_history is decided by the outcome table
+    confirmed = sum(1 for o in regs if ctx.history_runs.get(o[0], 0) >= s.min_history)
     unconfirmed = len(regs) - confirmed
     flaky = sum(1 for o in outcomes if o[1] == "flaky")
     numbers: dict[str, Number] = {
@@ -772,13 +711,15 @@ def _regressions_gate(
         "prior_mean": ctx.prior_mean,
     }
     method = "per case: empirical-Bayes posterior predictive vs own history, discrete Bonferroni"
-    extra = f", {unconfirmed} unconfirmed (no history)" if unconfirmed else ""
+    thin = any(0 < ctx.history_runs.get(o[0], 0) < s.min_history for o in regs)
+    why = f"fewer than {_n(s.min_history, 'recorded run')}" if thin else "no history"
+    extra = f", {unconfirmed} unconfirmed ({why})" if unconfirmed else ""
     extra += f", {flaky} flaky" if flaky else ""
     if update_baseline:
         return GateResult(
             "regressions",
             True,
-            f"{len(regs)} regressions accepted (updating the baseline){extra}",
+            f"{_n(len(regs), 'regression')} accepted (updating the baseline){extra}",
             method=method,
             numbers=numbers,
         )
