@@ -325,6 +325,49 @@ def test_bad_lines_are_reported_and_skipped(tmp_path: Path) -> None:
     assert report.rejected_files == ()
 
 
+# Lines where orjson and json could part: each must give the same row or the same message.
+_DECODER_EDGES = [
+    '{"type": "copy", "response_id": "r1", "timestamp": 1700000000, '
+    '"metadata": {"n": 123456789012345678901234567890}}',
+    '{"type": "copy", "response_id": 123456789012345678901234567890, "timestamp": 1700000000}',
+    '{"type": "copy", "response_id": "r1", "timestamp": 1700000000, "metadata": {"x": NaN}}',
+    '{"type": "copy", "response_id": "r1", "timestamp": 1e400}',
+    '{"type": "copy", "response_id": "r1", "timestamp": 170000000000000000000}',
+    '{"type": "copy", "response_id": "\\ud800", "timestamp": 1700000000}',
+    '{"type": "copy", "response_id": "r\\u00e9", "timestamp": 1700000000}',
+    '{"type": "copy", "type": "thumbs_up", "response_id": "r1", "timestamp": 1700000001}',
+    '{"type": "copy", "response_id": "r1", "timestamp": 1700000002, "metad\\u0061ta": {"a": 1}}',
+    '{"type": "copy", "response_id": "r1", "timestamp": 1700000003, "metadata": '
+    + "[" * 990
+    + "]" * 990
+    + "}",
+    '{"type": "copy", "response_id": "r1", "timestamp": 1700000004, "metadata": '
+    + "[" * 1100
+    + "]" * 1100
+    + "}",
+    '{"type": "copy", "response_id": "r1", "timestamp": 1700000005.123456789012345678}',
+    '{"type": "copy", "response_id": "r1", "timestamp": 1700000006} x',
+]
+
+
+def test_both_decoders_give_the_same_rows_and_messages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_llmeval.online import ingest
+
+    path = write_jsonl(tmp_path / "edges.jsonl", _DECODER_EDGES)
+    with path.open("ab") as handle:
+        handle.write(b'{"type": "copy", "response_id": "r\xff", "timestamp": 1700000000}\n')
+    results = []
+    for decoder in (ingest._FAST_DECODE, None):
+        monkeypatch.setattr(ingest, "_FAST_DECODE", decoder)
+        s = EventStore(tmp_path / f"db-{decoder is None}.sqlite3")
+        report = s.ingest_file(path)
+        results.append((report.to_dict(), s.query("SELECT * FROM events ORDER BY 1, 2, 3, 6")))
+    assert results[0][0]["errors"]  # the bad lines are there to be reported
+    assert results[0] == results[1]
+
+
 def test_strict_rejects_the_whole_file(tmp_path: Path) -> None:
     good = write_jsonl(tmp_path / "good.jsonl", [resp("r1", "s1", T0), ev("copy", "r1", T0)])
     bad = write_jsonl(tmp_path / "bad.jsonl", [resp("r2", "s2", T0), "oops", ev("copy", "r2", T0)])
