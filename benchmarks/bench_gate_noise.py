@@ -11,9 +11,14 @@ passes when at least half its samples pass). A CI run "fails" when any gate fail
 exit status 1). Scenarios for the CI run: unchanged (false alarms); 20% of cases lose 0.4 of
 their pass probability; 10% lose 0.3; every case loses 0.05; one case of the deterministic app
 breaks (always fails). The history is drawn once per replicate and its first 3, 10 and 30 lines
-are the three H cells, so the cells of one replicate share their runs.
+are the three H cells, so the cells of one replicate share their runs. The unchanged cells
+with H >= 10 and N >= 3, whose rates sit nearest alpha, get extra replicates of that scenario
+alone, so the upper end of their 95% Wilson interval says whether they meet alpha. A case with
+fewer recorded runs than ``min_history`` (3) would be decided by the thin-history rule
+(``_classify_thin``); with the baseline counted as the first history run no case here has fewer
+than 3, and the benchmark counts such decisions to show it.
 
-Usage: ``python benchmarks/bench_gate_noise.py`` (a few minutes on one core);
+Usage: ``python benchmarks/bench_gate_noise.py`` (about 8 minutes on one busy core);
 ``--quick`` for a smoke run. The last line gives the headline figures.
 """
 
@@ -110,6 +115,14 @@ def history_line(
     return line
 
 
+THIN = "thin-history rule"
+THIN_METHODS = (
+    "outcome table: passed in the baseline, fails now",
+    "one-sided Fisher exact test, baseline samples vs now",
+)
+thin_decisions = 0
+
+
 def ci_run(
     ctx: GateContext,
     keys: Sequence[str],
@@ -118,11 +131,14 @@ def ci_run(
     n: int,
 ) -> tuple[bool, int]:
     """One CI run through the plugin's functions: (run failed, regressions flagged)."""
+    global thin_decisions
     ok = verdicts(passes, n)
     outcomes = []
     for i, key in enumerate(keys):
         verdict = "pass" if ok[i] else "fail"
         c = classify(ctx, key, verdict, baseline.get(key), passes=int(passes[i]), samples=n)
+        if c.evidence is not None and c.evidence.method in THIN_METHODS:
+            thin_decisions += 1
         outcomes.append((key, c.outcome, int(passes[i]), n))
     passed = int(ok.sum())
     decision = decide(
@@ -133,7 +149,9 @@ def ci_run(
     return (not decision.passed) or new_failures, regs
 
 
-def simulate(m: int, n: int, reps: int, rng: np.random.Generator) -> list[Cell]:
+def simulate(m: int, n: int, reps: int, extra: int, rng: np.random.Generator) -> list[Cell]:
+    """``reps`` replicates of every scenario, then ``extra`` of the unchanged noisy app alone
+    (its H >= 10 cells only)."""
     keys = [f"llmeval_cases.jsonl::case-{i:04d}" for i in range(m)]
     settings = GateSettings(samples=n, alpha=ALPHA)
     apps = [("noisy", s) for s in SCENARIOS] + [("deterministic", "unchanged"),
@@ -158,10 +176,28 @@ def simulate(m: int, n: int, reps: int, rng: np.random.Generator) -> list[Cell]:
                     t = tally[(app, s, h)]
                     t[0] += int(failed)
                     t[1] += regs
-    return [
-        Cell(f"{s}" if app == "noisy" else f"deterministic: {s}", m, h, n, v[0], reps, v[1] / reps)
-        for (app, s, h), v in tally.items()
-    ]
+    long_hs = [h for h in HS if h >= 10]
+    for _ in range(extra):
+        p = noisy_probs(rng, m)
+        runs = rng.binomial(n, p, size=(max(HS), m))
+        lines = [history_line(keys, runs[j], n) for j in range(max(HS))]
+        ok0 = verdicts(runs[0], n)
+        baseline = {k: BaselineView(bool(ok0[i]), int(runs[0][i]), n) for i, k in enumerate(keys)}
+        passes = rng.binomial(n, p)
+        for h in long_hs:
+            ctx = GateContext.build(
+                lines[:h], judge=None, case_keys=keys, baseline=baseline, settings=settings
+            )
+            failed, regs = ci_run(ctx, keys, baseline, passes, n)
+            t = tally[("noisy", "unchanged", h)]
+            t[0] += int(failed)
+            t[1] += regs
+    cells = []
+    for (app, s, h), v in tally.items():
+        runs_ = reps + (extra if (app, s) == ("noisy", "unchanged") and h >= 10 else 0)
+        name = f"{s}" if app == "noisy" else f"deterministic: {s}"
+        cells.append(Cell(name, m, h, n, v[0], runs_, v[1] / runs_))
+    return cells
 
 
 def main() -> None:
@@ -169,16 +205,21 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="few replicates (smoke run)")
     args = parser.parse_args()
     reps = {50: 600, 200: 300, 1000: 100} if not args.quick else {50: 20, 200: 10, 1000: 4}
+    # unchanged, H >= 10, N >= 3: replicates of that scenario alone, up to these totals
+    totals = {50: 3000, 200: 3000, 1000: 500} if not args.quick else {50: 40, 200: 20, 1000: 8}
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {os.getloadavg()}")
     print(
-        f"alpha {ALPHA}; replicates per cell: " + ", ".join(f"M={m}: {r}" for m, r in reps.items())
+        f"alpha {ALPHA}, case_share {GateSettings().case_share}; replicates per cell: "
+        + ", ".join(f"M={m}: {r}" for m, r in reps.items())
+        + "; unchanged with H>=10, N>=3: "
+        + ", ".join(f"M={m}: {r}" for m, r in totals.items())
     )
     rng = np.random.default_rng(SEED)
     cells: list[Cell] = []
     start = time.perf_counter()
     for m, r in reps.items():
         for n in NS:
-            cells.extend(simulate(m, n, r, rng))
+            cells.extend(simulate(m, n, r, totals[m] - r if n >= 3 else 0, rng))
         print(f"  M={m} done after {time.perf_counter() - start:.0f} s", flush=True)
     names = [*SCENARIOS, "deterministic: unchanged", "deterministic: one breaks"]
     print()
@@ -192,6 +233,18 @@ def main() -> None:
         for m in reps:
             row = "  ".join(f"{index[(name, m, h, n)].rate:8.3f}" for h in HS for n in NS)
             print(f"{name:<25} {m:>5}  {row}")
+    from pytest_llmeval.stats import proportion_ci
+
+    print()
+    print("unchanged (false alarms), H >= 10: failed/runs and 95% Wilson interval")
+    for c in cells:
+        if c.scenario == "unchanged" and c.h >= 10:
+            lo, hi = proportion_ci(c.failed_runs, c.runs)
+            print(
+                f"  M={c.m:<4} H={c.h:<2} N={c.n}: {c.failed_runs:>3}/{c.runs:<4} = {c.rate:.3f}"
+                f"  ({lo:.3f}-{hi:.3f}){'  upper bound above alpha' if hi > ALPHA else ''}"
+            )
+    print(f"decisions by the thin-history rule: {thin_decisions}")
     worst_h10 = max(
         (c for c in cells if c.scenario == "unchanged" and c.h >= 10), key=lambda c: c.rate
     )
@@ -209,19 +262,26 @@ def main() -> None:
         for h in HS
         for n in NS
     )
-    from pytest_llmeval.stats import proportion_ci
-
     low, high = proportion_ci(worst_h10.failed_runs, worst_h10.runs)
+    upper = max(
+        float(proportion_ci(c.failed_runs, c.runs)[1])
+        for c in cells
+        if c.scenario == "unchanged" and c.h >= 10
+    )
+    p_lo, p_hi = proportion_ci(
+        index[("10% lose 0.3", 1000, 10, 1)].failed_runs, index[("10% lose 0.3", 1000, 10, 1)].runs
+    )
     pooled = [c for c in cells if c.scenario == "unchanged" and c.h >= 10]
     pooled_rate = sum(c.failed_runs for c in pooled) / sum(c.runs for c in pooled)
     print(f"elapsed {time.perf_counter() - start:.0f} s; load after {os.getloadavg()}")
     print(
         f"worst false-alarm rate with H>=10: {worst_h10.rate:.3f} (M={worst_h10.m},"
         f" H={worst_h10.h}, N={worst_h10.n}; 95% CI {low:.3f}-{high:.3f}) vs alpha {ALPHA} ="
-        f" {worst_h10.rate / ALPHA:.2f}x; pooled over the H>=10 cells {pooled_rate:.3f};"
-        f" worst overall {worst_all.rate:.3f} (H={worst_all.h}); power for 10% lose 0.3 at"
-        f" M=1000,H=10,N=1: {power:.2f}; deterministic: one break always fails {det_ok},"
-        f" unchanged never fails {det_quiet}"
+        f" {worst_h10.rate / ALPHA:.2f}x; highest upper CI bound of an H>=10 cell {upper:.3f};"
+        f" pooled over the H>=10 cells {pooled_rate:.3f}; worst overall {worst_all.rate:.3f}"
+        f" (H={worst_all.h}); power for 10% lose 0.3 at M=1000,H=10,N=1: {power:.2f}"
+        f" (CI {p_lo:.2f}-{p_hi:.2f}) vs 0.8; deterministic: one break always fails {det_ok},"
+        f" unchanged never fails {det_quiet}; thin-history decisions {thin_decisions}"
     )
 
 
