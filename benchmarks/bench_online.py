@@ -18,11 +18,13 @@ not fit in memory). Targets (issue #13): dashboard < 2 s at 10,000,000 events, i
 (<= 1.0 meets a time or memory target; >= 1.0 meets the ingest target).
 
 Engine: SQLite, with per-response aggregates kept at ingest (``facts``), so the dashboard
-reads one row per shown response and no event. DuckDB would scan events faster, but one
-process at a time may open a DuckDB file for writing, while several producers appending to
-the store at once (and readers during ingest) is a requirement here; SQLite's WAL gives both.
+reads one row per shown response and no event; lines are decoded by ``orjson`` when the
+``online-fast`` extra is installed (the line before the ratios says which decoder ran).
+``--duckdb`` also times DuckDB on the same file (if it is installed): its own ``read_json``
+into two tables, no validation and no event identity (a lower bound for a DuckDB store), and
+the copy/retry/thumb counts by variant as one SQL aggregate over every event.
 
-Run: ``/work/venv/bin/python benchmarks/bench_online.py [--events N] [--responses M]``
+Run: ``python benchmarks/bench_online.py [--10m | --events N] [--responses M] [--duckdb]``
 """
 
 from __future__ import annotations
@@ -191,9 +193,15 @@ def seed_events(path: str) -> list[OnlineEvent]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument(
+        "--10m", dest="ten_million", action="store_true", help="the issue's scale: 10,000,000"
+    )
+    parser.add_argument("--duckdb", action="store_true", help="also time DuckDB's raw load")
     parser.add_argument("--responses", type=int, default=None, help="default: events / 10")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
+    if args.ten_million:
+        args.events = 10_000_000
     if args.responses is None:
         args.responses = max(1, args.events // 10)
 
@@ -245,11 +253,17 @@ def main() -> None:
         print(f"peak RSS (ingest + dashboard): {rss_mib:,.0f} MiB (target < 1,024 MiB)")
         db_mb = sum(os.path.getsize(os.path.join(tmp, f)) for f in os.listdir(tmp) if "sqlite" in f)
         print(f"store on disk: {db_mb / 1e6:,.0f} MB")
+        if args.duckdb:
+            duckdb_compare(path, tmp, now)
         if args.events > 2_000_000:
             seed_dash_s = float("nan")
             print("seed comparison skipped (its in-memory list of events would not fit)")
         else:
             seed_dash_s = seed_compare(path)
+    from pytest_llmeval.online import ingest
+
+    decoder = "orjson" if ingest._FAST_DECODE is not None else "json (no online-fast extra)"
+    print(f"ingest CPU {ingest_cpu / ingest_s:.0%} of its wall time; lines decoded by {decoder}")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"machine: {os.cpu_count()} CPUs, load average {load:.1f} at the end")
     rate = args.events / ingest_s
@@ -258,6 +272,73 @@ def main() -> None:
         f"({dash_s:.2f} s / 2 s), ingest {rate / 200_000:.2f} ({rate:,.0f} / 200,000 events/s), "
         f"peak RSS {rss_mib / 1024:.2f} ({rss_mib:,.0f} / 1,024 MiB); seed/ours dashboard "
         f"{seed_dash_s / dash_s:.2f}x"
+    )
+
+
+def duckdb_compare(path: str, tmp: str, now: float) -> None:
+    """DuckDB's raw load and a dashboard-like aggregate on the same file (no validation, no
+    identity, no migration: what DuckDB costs before doing what the store does)."""
+    t0 = time.perf_counter()
+    try:
+        import duckdb
+    except ImportError:
+        print("duckdb: not installed, skipped")
+        return
+    con = duckdb.connect(os.path.join(tmp, "online.duckdb"), config={"memory_limit": "600MB"})
+    import_s = time.perf_counter() - t0
+    cols = ", ".join(
+        f"{name}: '{kind}'"
+        for name, kind in (
+            ("type", "VARCHAR"),
+            ("response_id", "VARCHAR"),
+            ("session_id", "VARCHAR"),
+            ("user_id", "VARCHAR"),
+            ("variant", "VARCHAR"),
+            ("experiment", "VARCHAR"),
+            ("model", "VARCHAR"),
+            ("question", "VARCHAR"),
+            ("response", "VARCHAR"),
+            ("timestamp", "DOUBLE"),
+            ("delay_seconds", "DOUBLE"),
+        )
+    )
+    t0 = time.perf_counter()
+    con.execute(
+        f"CREATE TABLE raw AS SELECT * FROM read_json('{path}', "
+        f"format = 'newline_delimited', columns = {{{cols}}})"
+    )
+    con.execute(
+        "CREATE TABLE events AS SELECT response_id, type, timestamp AS ts, session_id,"
+        " COALESCE(delay_seconds, -1) AS delay_s FROM raw WHERE type != 'response'"
+    )
+    con.execute(
+        "CREATE TABLE responses AS SELECT response_id, session_id, variant, model,"
+        " timestamp AS ts FROM raw WHERE type = 'response'"
+    )
+    con.execute("DROP TABLE raw")
+    load_s = time.perf_counter() - t0
+    n = con.execute("SELECT COUNT(*) FROM events").fetchone()
+    sql = """
+        WITH a AS (SELECT response_id,
+            MIN(CASE WHEN type = 'copy' THEN ts END) AS copied,
+            MIN(CASE WHEN type = 'rephrase_retry' AND delay_s >= 0 THEN delay_s END) AS delay,
+            MAX(CASE WHEN type = 'thumbs_up' THEN ts END) AS up,
+            MAX(CASE WHEN type = 'thumbs_down' THEN ts END) AS down
+            FROM events GROUP BY response_id)
+        SELECT r.variant, COUNT(*), COUNT(a.copied), COUNT_IF(a.delay <= 30),
+            COUNT_IF(a.up IS NOT NULL AND (a.down IS NULL OR a.down < a.up))
+        FROM responses r LEFT JOIN a USING (response_id)
+        WHERE r.ts > ? AND r.ts <= ? GROUP BY 1
+    """
+    t0 = time.perf_counter()
+    con.execute(sql, [now - 24 * 3600.0, now]).fetchall()
+    dash_s = time.perf_counter() - t0
+    con.close()
+    events = int(n[0]) if n else 0
+    print(
+        f"duckdb {duckdb.__version__}: connect (and import) {import_s:.2f} s; raw load "
+        f"{load_s:.2f} s = {events / load_s:,.0f} events/s (no validation, no identity); "
+        f"copy/retry/thumb counts by variant from the events {dash_s:.2f} s"
     )
 
 
