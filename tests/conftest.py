@@ -12,8 +12,8 @@ from typing import Any
 # pytester's inline runs unload the modules they import; numpy's extensions cannot load twice
 # in one process, so load what the plugin's statistics use once, here
 import numpy.fft  # noqa: F401
-import scipy.stats  # noqa: F401
 import pytest
+import scipy.stats  # noqa: F401
 
 from pytest_llmeval.judges.similarity import PROMPT_VERSION as SIM_PROMPT_VERSION
 

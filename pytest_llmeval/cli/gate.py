@@ -194,6 +194,7 @@ def merge(
 def run(args: argparse.Namespace) -> int:
     reports = [(p, _load(p)) for p in args.reports]
     if args.update_baseline:
+        check_shards(reports)  # a set that is not one run is refused first, whatever the state
         _check_baseline_unchanged(args.dir, reports[0][1])
     outcome = merge(
         reports,

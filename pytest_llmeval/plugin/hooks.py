@@ -245,6 +245,7 @@ class ResultCollector:
         self.calls = 0
         self.hits = 0
         self.last_line: float | None = None
+        self.due = False
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed and str(report.nodeid).endswith(".jsonl"):
@@ -271,21 +272,54 @@ class ResultCollector:
             self.last_line = now
             return
         total = self.state.ledger.expected_cases
-        if not total or self.config.get_verbosity() < 0 or now - self.last_line < self.SLOW_S:
+        if not total or self.config.get_verbosity() < 0 or self.done >= total:
             return
-        if self.done >= total:
-            return
-        self.last_line = now
-        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is None:
-            return
-        # pytest's own style: a line of its own, then the progress letters go on below it
-        reporter.ensure_newline()
-        reporter.write_line(
+        if now - self.last_line >= self.SLOW_S:
+            self.due = True
+
+    def _progress_text(self) -> str:
+        total = self.state.ledger.expected_cases
+        return (
             f"llmeval: {self.done}/{total} cases judged ({self.calls} judge calls,"
             f" {self.hits} cache hits, {total - self.done} pending)"
         )
-        reporter.currentfspath = None  # the next letter starts a new "file:" prefix line
+
+    def _reporter(self) -> Any:
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        return reporter if getattr(reporter, "_tw", None) is not None else None
+
+    # A due progress line goes out only where pytest's own row of letters is complete (its
+    # "[ NN%]" column written), so pytest's progress output stays intact: when a row wraps at
+    # the terminal's edge, and when the next case file is about to start its row.
+    @pytest.hookimpl(trylast=True)  # after pytest wrote the item's letter
+    def pytest_runtest_logfinish(self) -> None:
+        reporter = self._reporter() if self.due else None
+        if reporter is None or reporter._tw.width_of_current_line != 0:
+            return
+        self._mark_written()
+        reporter.write_line(self._progress_text())
+
+    @pytest.hookimpl(tryfirst=True)  # before pytest starts the next file's row
+    def pytest_runtest_logstart(self, nodeid: str, location: tuple[str, Any, str]) -> None:
+        reporter = self._reporter() if self.due else None
+        if reporter is None or not isinstance(reporter.currentfspath, Path):
+            return
+        if reporter.currentfspath == Path(self.config.rootpath) / location[0]:
+            return  # same file: its row goes on
+        finish_row = getattr(reporter, "_write_progress_information_filling_space", None)
+        if not callable(finish_row):
+            return
+        self._mark_written()
+        finish_row()  # the finished file's "[ NN%]", as pytest would write it next
+        reporter.ensure_newline()
+        reporter.write(self._progress_text())  # pytest ends this line as it starts the next row
+        reporter.currentfspath = None
+
+    def _mark_written(self) -> None:
+        import time
+
+        self.due = False
+        self.last_line = time.monotonic()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -160,8 +160,6 @@ class LLMEvalRun:
 
     # -- end of run (controller only) --------------------------------------------------------
     def finish(self, session: pytest.Session, exitstatus: int) -> None:
-        if not self.results:
-            return  # no case ran: nothing to say, nothing to write
         s = self.settings
         res = self.resources
         interrupted = exitstatus in (
@@ -169,6 +167,11 @@ class LLMEvalRun:
             pytest.ExitCode.INTERNAL_ERROR,
             pytest.ExitCode.USAGE_ERROR,
         )
+        if interrupted and self.active and self.ledger.expected_cases:
+            self.end = EndOfRun(None, interrupted=True)  # cases were under way: say so
+            return
+        if not self.results:
+            return  # no case ran: nothing to say, nothing to write
         if interrupted:
             self.end = EndOfRun(None, interrupted=True)
             return

@@ -98,7 +98,7 @@ def test_update_baseline_accepts_regressions(project: Project) -> None:
     assert result.parseoutcomes().get("failed", 0) == 0
     result.stdout.fnmatch_lines(
         [
-            "*PASS regressions: 1 regressions accepted (updating the baseline)*",
+            "*PASS regressions: 1 regression accepted (updating the baseline)*",
             "wrote baseline .llmeval/baseline.json: 0 created, 2 updated, 0 removed, 5 cases",
         ]
     )

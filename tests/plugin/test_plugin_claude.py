@@ -394,8 +394,9 @@ def test_persistent_failure_is_an_error_for_the_affected_cases_only(
         per_case[cid] = per_case.get(cid, 0) + 1
     assert per_case == {"ok1": 1, "ok2": 1, "bad": 1, "sick1": 3, "sick2": 3}
     section = claude.project.section(result)
-    assert "cases: 5  passed: 2  failed: 1 (of which known failures/flaky: 0)  errors: 2 (not judged)" in (
-        section
+    assert (
+        "cases: 5  passed: 2  failed: 1 (of which known failures/flaky: 0)  errors: 2 (not judged)"
+        in (section)
     )
     report = read_report(claude.path / "out.json")
     assert report["summary"]["errors"] == 2

@@ -148,7 +148,7 @@ def test_better_candidate_is_recommended(project: Project, run_args: tuple[str, 
         "  candidate regressions: 1 c00",
         "  candidate improvements: 11 " + ", ".join(ids[3:13]) + " (+1 more)",
         f"  McNemar exact p = {p:.4g}",
-        "  recommendation: candidate (better: 11 improvements vs 1 regressions,"
+        "  recommendation: candidate (better: 11 improvements vs 1 regression,"
         f" McNemar exact p = {p:.4g} < 0.05)",
     ]
     comp = report["comparison"]
@@ -175,7 +175,7 @@ def test_worse_candidate_keeps_the_baseline(project: Project) -> None:
     assert "  candidate improvements: 1 c00" in section
     assert f"  McNemar exact p = {p:.4g}" in section
     assert (
-        f"  recommendation: baseline (1 improvements vs 11 regressions, McNemar exact p = {p:.4g}"
+        f"  recommendation: baseline (1 improvement vs 11 regressions, McNemar exact p = {p:.4g}"
         " (the candidate is not better))" in section
     )
     comp = report["comparison"]
@@ -242,7 +242,7 @@ def test_noninferiority_margin_recommends_an_equal_candidate_on_a_big_enough_sui
         )
     else:
         reason = (
-            "1 improvements vs 1 regressions, McNemar exact p = 1 (the candidate is not better);"
+            "1 improvement vs 1 regression, McNemar exact p = 1 (the candidate is not better);"
             f" non-inferiority not shown (CI lower bound {lo:+.3f} <= -0.1)"
         )
     assert comp["reason"] == reason

@@ -238,7 +238,7 @@ def test_json_report(project: Project, run_args: tuple[str, ...]) -> None:
     assert s["new_failures"] == [f"{FILE}::new-bad"]
     gates = {g["name"]: g for g in s["gates"]}
     assert gates["regressions"]["passed"] is False
-    assert gates["regressions"]["detail"] == "1 regressions (max 0)"
+    assert gates["regressions"]["detail"] == "1 regression (max 0), 1 unconfirmed (no history)"
     assert set(gates["regressions"]) >= {"name", "passed", "detail"}
     cases = {c["id"]: c for c in data["cases"]}
     assert list(cases) == ["improved", "new-bad", "ok", "regressed"]
@@ -248,7 +248,7 @@ def test_json_report(project: Project, run_args: tuple[str, ...]) -> None:
     assert reg["outcome"] == "regression"
     assert reg["score"] == 0.0
     assert reg["threshold"] == 0.8
-    assert reg["failure_modes"] == ["quality_below_threshold"]
+    assert reg["failure_modes"] == ["missing_number", "quality_below_threshold"]
     assert reg["baseline"]["verdict"] == "pass"
     assert reg["judge"] == "local prompt=sim-2"
     assert reg["response"] == project.BAD

@@ -101,15 +101,15 @@ def test_wobble_from_2_of_3_to_1_of_3_is_flaky(project: Project, run_args: tuple
     p = fisher_drop_p(2, 3, 1, 3)
     assert p == pytest.approx(0.5, rel=1e-12)
     detail = (
-        f"1/3 now vs 2/3 in the baseline, one-sided Fisher p = {p:.4g} >= 0.05:"
-        " not a significant drop"
+        f"1/3 now vs 2/3 in the baseline, one-sided Fisher p = {p:.4g} > 0.05:"
+        " not a significant drop; unconfirmed: 1 recorded run of this case*"
     )
     result.stdout.fnmatch_lines([f"XFAIL {key('wobbly')} - flaky: {detail}"])
     section = project.section(result)
     assert "flaky (changed, not significantly): 1: wobbly" in section
     assert samples_line(4, 6) in section
     assert "cases not passing every sample: wobbly 1/3" in section
-    assert "  PASS regressions: 0 regressions (max 0)" in section
+    assert "  PASS regressions: 0 regressions (max 0), 1 flaky" in section
     s = report["summary"]
     assert s["flaky"] == [key("wobbly")]
     assert s["regressions"] == []
@@ -125,18 +125,19 @@ def test_wobble_from_2_of_3_to_1_of_3_is_flaky(project: Project, run_args: tuple
     # a repeated case's score is the mean over its samples (bad answers score 0)
     good = cases["steady"]["score"]
     assert case["score"] == pytest.approx(good / 3, abs=1e-6)
-    assert case["baseline"] == {
+    assert {k: v for k, v in case["baseline"].items() if k != "response"} == {
         "verdict": "pass",
         "score": pytest.approx(2 * good / 3, abs=1e-6),
         "passes": 2,
         "samples": 3,
     }
+    assert case["baseline"]["response"]  # the accepted answer's text, to show old vs new
 
 
 @pytest.mark.parametrize(
     ("n", "outcome"),
-    [(5, "regression"), (3, "flaky")],
-    ids=["5-of-5-to-0-of-5-regression", "3-of-3-to-0-of-3-p-is-0.05-flaky"],
+    [(5, "regression"), (3, "regression")],
+    ids=["5-of-5-to-0-of-5-regression", "3-of-3-to-0-of-3-p-is-0.05-regression"],
 )
 def test_total_collapse_is_a_regression_only_with_enough_samples(
     project: Project, n: int, outcome: str
@@ -150,18 +151,19 @@ def test_total_collapse_is_a_regression_only_with_enough_samples(
     case = {c["id"]: c for c in report["cases"]}["solid"]
     assert case["outcome"] == outcome
     if outcome == "regression":
-        assert p == pytest.approx(1 / 252, rel=1e-12)  # 1 / C(10, 5)
+        # 1 / C(10, 5), and 1 / C(6, 3) = 0.05 exactly: with repeats even N = 3 can fire
+        assert p == pytest.approx({5: 1 / 252, 3: 0.05}[n], rel=1e-12)
         result.assert_outcomes(passed=1, failed=1)
         assert result.ret == 1
         result.stdout.fnmatch_lines(
             [
                 f"REGRESSION: case solid passed in the baseline and fails now (0/{n} now vs"
-                f" {n}/{n} in the baseline, one-sided Fisher p = {p:.4g} < 0.05)",
+                f" {n}/{n} in the baseline, one-sided Fisher p = {p:.4g} <= 0.05; unconfirmed: *",
                 "*",
                 f"samples:   0/{n} passed",
             ]
         )
-        assert "  FAIL regressions: 1 regressions (max 0)" in project.section(result)
+        assert "  FAIL regressions: 1 regression (max 0)" in project.section(result)
         assert report["summary"]["regressions"] == [key("solid")]
     else:
         # 1 / C(6, 3) = 0.05 exactly, and a drop is significant only when p < alpha
@@ -304,6 +306,7 @@ def binomial_detail(n: int, passing: int, alpha: float = 0.05) -> tuple[str, boo
 def test_binomial_view_is_always_shown_with_its_numbers(
     project: Project, n: int, passing: int
 ) -> None:
+    project.ini(llmeval_std_threshold="2")  # the mean - k x std rule, whose bound is 86%
     suite(project, n, passing)
     write_history(project, [history_line(d, 10000, k) for d, k in HISTORY])
     result, report = run_report(project)
@@ -330,7 +333,7 @@ def test_binomial_view_is_always_shown_with_its_numbers(
 def test_binomial_gate_fails_a_3_point_drop_only_on_a_big_suite(
     project: Project, n: int, passing: int, fails: bool
 ) -> None:
-    project.ini(llmeval_history_binomial="true")
+    project.ini(llmeval_history_binomial="true", llmeval_std_threshold="2")
     suite(project, n, passing)
     write_history(project, [history_line(d, 10000, k) for d, k in HISTORY])
     result = project.run()

@@ -159,16 +159,20 @@ def test_json_markdown_and_html_reports_from_one_run(project: Project) -> None:
     assert s["improvements"] == [key("improved")]
     assert s["by_tag"]["billing"]["total"] == 2 and s["by_tag"]["billing"]["passed"] == 2
     assert s["by_difficulty"]["hard"]["passed"] == 0
-    assert s["failure_modes"] == {"quality_below_threshold": 3}
+    assert s["failure_modes"] == {"missing_number": 3, "quality_below_threshold": 3}
     assert (s["judge_calls"], s["cache_hits"]) == (5, 0)
     assert s["history"]["points"] == 3
     assert s["history"]["mean"] == pytest.approx(0.95)
-    assert s["history"]["lower_bound"] == pytest.approx(0.85)
     gates = {g["name"]: g for g in s["gates"]}
-    assert set(gates) == {"regressions", "history", "history_binomial"}
+    # the band is the gate's own: the prediction bound, with the numbers the gate used
+    assert s["history"]["lower_bound"] == gates["history"]["numbers"]["bound"]
+    assert s["history"]["t"] == pytest.approx(gates["history"]["numbers"]["t"])
+    assert f"{100 * s['history']['lower_bound']:.1f}%" in gates["history"]["detail"]
+    assert set(gates) == {"regressions", "history", "history_binomial", "suite_drop", "flips"}
     assert gates["regressions"]["passed"] is False and s["gate_passed"] is False
+    assert s["verdict"] == "FAILED" and s["verdict_reasons"][0] == "regressions"
     for gate in s["gates"]:
-        assert set(gate) == {"name", "passed", "skipped", "detail"}
+        assert set(gate) == {"name", "passed", "skipped", "detail", "method", "numbers"}
     reg = {c["id"]: c for c in data["cases"]}["regressed"]
     assert (reg["verdict"], reg["outcome"], reg["threshold"]) == ("fail", "regression", 0.8)
     assert reg["response_sha256"] == hashlib.sha256(project.BAD.encode()).hexdigest()
@@ -177,11 +181,12 @@ def test_json_markdown_and_html_reports_from_one_run(project: Project) -> None:
 
     md = (project.path / "out" / "r.md").read_text(encoding="utf-8")
     assert md.startswith("## LLM eval: gate FAILED ❌\n")
-    assert "| Regressions | ❌ FAILED | 1 regressions (max 0) |" in md
+    assert "| `regressions` | ❌ FAILED | 1 regression (max 0), 1 unconfirmed (no history) |" in md
     assert "**Pass rate 40.0%** (2 passed, 3 failed, 95% CI" in md
-    assert "### Regressions (1)" in md and f"- `{key('regressed')}` — score 0.00 &lt; 0.80" in md
-    assert "### New failures (1)" in md and f"`{key('new-bad')}`" in md
-    assert "this run is **below** it" in md
+    assert "### Regressions (1)" in md and "- `regressed` (llmeval\\_support.jsonl:" in md
+    assert "score 0.00 &lt; 0.80" in md
+    assert "### New failures (1)" in md and "- `new-bad` (llmeval\\_support.jsonl:" in md
+    assert "the history gate **FAILED**" in md
 
     html = (project.path / "out" / "r.html").read_text(encoding="utf-8")
     assert html.lstrip().lower().startswith("<!doctype html>")
@@ -240,6 +245,7 @@ def test_junit_properties_and_regression_vs_new_failure(
     project: Project, run_args: tuple[str, ...]
 ) -> None:
     mixed(project)
+    project.ini(junit_family="xunit1")  # per-testcase properties exist only in xunit1's schema
     result = project.run("--junitxml=junit.xml", *run_args)
     result.assert_outcomes(passed=2, failed=2, xfailed=1)
     cases = junit_cases(project.path / "junit.xml")
@@ -262,9 +268,9 @@ def test_junit_properties_and_regression_vs_new_failure(
     expected = {
         "ok": ("pass", "passed", "pass", ""),
         "improved": ("pass", "improvement", "fail", ""),
-        "regressed": ("fail", "regression", "pass", "quality_below_threshold"),
-        "known-bad": ("fail", "known_failure", "fail", "quality_below_threshold"),
-        "new-bad": ("fail", "new_failure", "none", "quality_below_threshold"),
+        "regressed": ("fail", "regression", "pass", "missing_number,quality_below_threshold"),
+        "known-bad": ("fail", "known_failure", "fail", "missing_number,quality_below_threshold"),
+        "new-bad": ("fail", "new_failure", "none", "missing_number,quality_below_threshold"),
     }
     for case_id, (verdict, outcome, base, modes) in expected.items():
         props = cases[case_id][0]
@@ -299,34 +305,44 @@ def drop_cache(project: Project) -> None:
         path.unlink()
 
 
-def test_progress_lines_on_a_cold_cache_only(project: Project) -> None:
-    ids = [f"p{i:02d}" for i in range(24)]
-    project.cases(FILE, [project.case(i) for i in ids])
+def test_junit_under_xunit2_has_no_properties_and_says_why(project: Project) -> None:
+    mixed(project)
+    result = project.run("--junitxml=junit.xml")
+    result.assert_outcomes(passed=2, failed=2, xfailed=1)
+    root = ET.parse(project.path / "junit.xml").getroot()
+    assert not list(root.iter("property"))  # pytest's junit-10.xsd has no testcase properties
+    result.stdout.fnmatch_lines(["*not written to --junitxml under junit_family=xunit2*"])
+    assert sum("junit_family=xunit2" in ln for ln in result.outlines) == 1  # warned once
+
+
+def test_progress_lines_only_while_judging_is_slow(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_llmeval.plugin.hooks import ResultCollector
+
+    ids = [f"p{i:02d}" for i in range(8)]
+    project.cases(FILE, [project.case(i) for i in ids[:4]])
+    project.cases("llmeval_second.jsonl", [project.case(i) for i in ids[4:]])
     project.answers({i: project.GOOD for i in ids})
+    fast = project.run()  # a quick run: pytest's own progress is enough
+    fast.assert_outcomes(passed=8)
+    assert progress_lines(fast) == []
 
-    quiet = project.run("-q")  # cold, but -q keeps the output quiet
-    quiet.assert_outcomes(passed=24)
-    assert progress_lines(quiet) == []
-
-    drop_cache(project)
-    cold = project.run()
-    cold.assert_outcomes(passed=24)
-    assert progress_lines(cold) == [
-        f"llmeval: {done}/24 cases judged ({done} judge calls, 0 cache hits, {24 - done} pending)"
-        for done in (6, 12, 18, 24)
+    monkeypatch.setattr(ResultCollector, "SLOW_S", 0.25)
+    project.answers({i: "SLEEP:0.3" for i in ids})
+    slow = project.run()
+    assert progress_lines(slow), slow.stdout.str()
+    for line in progress_lines(slow):
+        assert line.endswith(" pending)") and "/8 cases judged (" in line
+    # pytest's progress column stays intact: every line of letters ends with its percentage
+    # a progress line goes out where a row of letters ended, never inside one
+    assert progress_lines(slow) == [
+        "llmeval: 4/8 cases judged (4 judge calls, 0 cache hits, 4 pending)"
     ]
-
-    warm = project.run()  # every verdict from the cache: nothing to wait for
-    warm.assert_outcomes(passed=24)
-    assert progress_lines(warm) == []
-    assert "judge: local prompt=sim-2  judge calls: 0  cache hits: 24" in project.section(warm)
-
-    drop_cache(project)
-    xdist = project.run("-n", "2")  # under xdist the controller reports the workers' progress
-    xdist.assert_outcomes(passed=24)
-    lines = progress_lines(xdist)
-    assert lines[-1] == "llmeval: 24/24 cases judged (24 judge calls, 0 cache hits, 0 pending)"
-    assert len(lines) == 4
+    letters = [ln for ln in slow.outlines if ln.startswith("llmeval_")]
+    assert letters and all(ln.rstrip().endswith("%]") for ln in letters), letters
+    quiet = project.run("-q")
+    assert progress_lines(quiet) == []
 
 
 def test_no_progress_lines_for_a_small_suite(project: Project) -> None:

@@ -155,7 +155,14 @@ def test_merged_shards_decide_exactly_like_the_unsharded_run(
     assert gates == json.dumps(full["summary"]["gates"], sort_keys=True)
     assert merged["summary"]["gate_passed"] is (not regression)
     names = [g["name"] for g in full["summary"]["gates"]]
-    assert names == ["regressions", "min_pass_rate", "history", "history_binomial"]
+    assert names == [
+        "regressions",
+        "min_pass_rate",
+        "history",
+        "history_binomial",
+        "suite_drop",
+        "flips",
+    ]
     assert not any(g["skipped"] for g in full["summary"]["gates"][:3])  # real decisions
     # the same words on both terminals
     assert gate_block(out.splitlines()) == gate_block(project.section(full_run))
@@ -178,9 +185,9 @@ def test_merged_shards_decide_exactly_like_the_unsharded_run(
 
 def _other_judge(path: Path) -> str:
     data = load(path)
-    data["judge"]["prompt_version"] = "sim-2"
+    data["judge"]["prompt_version"] = "sim-0"
     path.write_text(json.dumps(data), encoding="utf-8")
-    return "judged by local prompt=sim-2"
+    return "judged by local prompt=sim-0"
 
 
 @pytest.mark.parametrize(

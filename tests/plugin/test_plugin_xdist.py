@@ -35,6 +35,8 @@ def strip_volatile(report: dict[str, Any]) -> dict[str, Any]:
     report.pop("created", None)
     for line in report.get("history") or []:
         line.pop("timestamp", None)
+    for case in report.get("cases") or []:
+        case.pop("latency_s", None)  # wall time of the SUT call: differs run to run
     return report
 
 
