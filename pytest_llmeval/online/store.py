@@ -218,18 +218,20 @@ class EventStore(Recorder):
         responses: list[ResponseRow] = []
         events: list[EventRow] = []
         failures: list[FailureRow] = []
+        # Every kind counts towards a chunk: a file that starts with a million responses must
+        # not hold them all in memory before the first event arrives.
         for kind, row in rows:
             total += 1
             if kind == "event":
                 events.append(row)  # type: ignore[arg-type]
-                if len(events) >= _CHUNK:
-                    e, f = self._flush(responses, events, failures)
-                    added_events, added_failures = added_events + e, added_failures + f
-                    responses, events, failures = [], [], []
             elif kind == "response":
                 responses.append(row)  # type: ignore[arg-type]
             else:
                 failures.append(row)  # type: ignore[arg-type]
+            if not total % _CHUNK:
+                e, f = self._flush(responses, events, failures)
+                added_events, added_failures = added_events + e, added_failures + f
+                responses, events, failures = [], [], []
         e, f = self._flush(responses, events, failures)
         added_events, added_failures = added_events + e, added_failures + f
         self._upkeep()
