@@ -52,14 +52,27 @@ _RETRIED = (
 _UP = _latest("up_last", "thumbs_up")
 _DOWN = _latest("down_last", "thumbs_down")
 
+# The latest thumb is up / down. When both latest thumbs are no later than ``until`` (every
+# readout up to now), the aggregates answer directly and no seek is made; one flat
+# aggregate (no subquery) lets SQLite evaluate each expression once per row.
+_THUMB_UP = (
+    "(CASE WHEN f.up_last IS NULL THEN 0"
+    " WHEN f.up_last <= :until AND (f.down_last IS NULL OR f.down_last <= :until)"
+    " THEN f.down_last IS NULL OR f.down_last < f.up_last"
+    f" ELSE {_UP} IS NOT NULL AND ({_DOWN} IS NULL OR {_DOWN} < {_UP}) END)"
+)
+_THUMB_DOWN = (
+    "(CASE WHEN f.down_last IS NULL THEN 0"
+    " WHEN f.down_last <= :until AND (f.up_last IS NULL OR f.up_last <= :until)"
+    " THEN f.up_last IS NULL OR f.down_last >= f.up_last"
+    f" ELSE {_DOWN} IS NOT NULL AND ({_UP} IS NULL OR {_DOWN} >= {_UP}) END)"
+)
+
 # Per group: shown, copied, quick-retried, latest thumb up, latest thumb down.
 _RESPONSES = f"""
-SELECT g, COUNT(*), TOTAL(copied), TOTAL(retried),
-    TOTAL(up IS NOT NULL AND (down IS NULL OR down < up)),
-    TOTAL(down IS NOT NULL AND (up IS NULL OR down >= up))
-FROM (SELECT {{group}} AS g, f.copy_first <= :until AS copied, {_RETRIED} AS retried,
-             {_UP} AS up, {_DOWN} AS down
-      FROM facts f WHERE f.ts > :since AND f.ts <= :until)
+SELECT {{group}} AS g, COUNT(*), TOTAL(f.copy_first <= :until), TOTAL({_RETRIED}),
+    TOTAL({_THUMB_UP}), TOTAL({_THUMB_DOWN})
+FROM facts f WHERE f.ts > :since AND f.ts <= :until
 GROUP BY g
 """
 

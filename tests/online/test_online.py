@@ -217,6 +217,26 @@ def test_latest_thumb_wins_and_a_tie_in_time_is_a_thumbs_down(tmp_path: Path) ->
     assert counts(d["positive_rate"]) == (1, 2)
 
 
+def test_latest_thumb_as_of_until(tmp_path: Path) -> None:
+    # a: down 1, up 3, down 5; b: up 2 only; c: down 4, up 4 (a tie: down)
+    s = EventStore(tmp_path / "db.sqlite3")
+    for rid in "abc":
+        s.record_response(rid, session_id="s", timestamp=T0)
+    s.record_thumbs_down("s", "a", timestamp=T0 + 1)
+    s.record_thumbs_up("s", "a", timestamp=T0 + 3)
+    s.record_thumbs_down("s", "a", timestamp=T0 + 5)
+    s.record_thumbs_up("s", "b", timestamp=T0 + 2)
+    s.record_thumbs_down("s", "c", timestamp=T0 + 4)
+    s.record_thumbs_up("s", "c", timestamp=T0 + 4)
+    expected = {0.5: (0, 0), 1.5: (0, 1), 2.5: (1, 1), 3.5: (2, 0), 4.5: (2, 1), 9: (1, 2)}
+    for after, (up, down) in expected.items():
+        d = s.dashboard(window=None, until=T0 + after)
+        assert (counts(d["thumbs_up_rate"]), counts(d["thumbs_down_rate"])) == (
+            (up, 3),
+            (down, 3),
+        ), after
+
+
 def test_events_without_a_shown_response_count_nowhere(tmp_path: Path) -> None:
     s = EventStore(tmp_path / "db.sqlite3")
     s.record_response("a", session_id="s", timestamp=T0)
