@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="llmeval",
         description="Statistics, online metrics, the flywheel and reports for pytest-llmeval.",
     )
+    from pytest_llmeval import __version__
+
+    parser.add_argument("--version", action="version", version=f"llmeval {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMAND_MODULES:
         try:

@@ -8,6 +8,7 @@ properties, the shard merge, the baseline update and the history line. ``to_dict
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -434,4 +435,34 @@ def baseline_result(key: str, entry: BaselineEntry, judge: JudgeIdentity) -> Cas
         cache_hits=0,
         usage=Usage(),
         sut_usage=None,
+    )
+
+
+def scrubbed(r: CaseResult, clean: Callable[[str], str]) -> CaseResult:
+    """``r`` with ``clean`` applied to every free text it carries (answers, reasoning, errors,
+    details): what goes to a file or the terminal never carries a secret."""
+
+    def opt(text: str | None) -> str | None:
+        return None if text is None else clean(text)
+
+    candidate = r.candidate
+    if candidate is not None:
+        candidate = dataclasses.replace(
+            candidate,
+            response=clean(candidate.response),
+            reasoning=clean(candidate.reasoning),
+            error=opt(candidate.error),
+        )
+    baseline = r.baseline
+    if baseline is not None and baseline.response is not None:
+        baseline = dataclasses.replace(baseline, response=clean(baseline.response))
+    return dataclasses.replace(
+        r,
+        response=clean(r.response),
+        reasoning=clean(r.reasoning),
+        error=opt(r.error),
+        outcome_detail=clean(r.outcome_detail),
+        failed_checks=tuple(clean(c) for c in r.failed_checks),
+        candidate=candidate,
+        baseline=baseline,
     )

@@ -17,11 +17,8 @@ RECORDS_KEY = pytest.StashKey[list[CaseResult]]()
 
 @pytest.fixture(scope="session")
 def llmeval_sut() -> Any:
-    """The system under test: override it in your conftest.py.
-
-    Return a callable that takes a ``pytest_llmeval.Case`` and returns the answer text
-    (``def`` or ``async def``)::
-
+    """The system under test: override it in your conftest.py. Return a callable that takes
+    a ``pytest_llmeval.Case`` and returns the answer text (``def`` or ``async def``)::
         @pytest.fixture(scope="session")
         def llmeval_sut():
             app = MyAssistant()
@@ -35,7 +32,6 @@ def llmeval_sut() -> Any:
 @pytest.fixture(scope="session")
 def llmeval_judge(request: pytest.FixtureRequest) -> Judge:
     """The configured judge (``llmeval_judge`` ini / ``--llmeval-judge``)::
-
     def test_tone(llmeval_judge, llmeval_sut):
         case = Case(id="tone", question="Hi?", ground_truth="Hello! How can I help?")
         result = llmeval_judge.score(case, llmeval_sut(case))
@@ -48,8 +44,7 @@ def llmeval_judge(request: pytest.FixtureRequest) -> Judge:
 
 @pytest.fixture
 def llmeval_ab() -> Any:
-    """A/B test maths with the seed's method names, done exactly (scipy)::
-
+    """A/B test maths (sample size, significance, SRM), done exactly (scipy)::
     def test_experiment_size(llmeval_ab):
         assert llmeval_ab.compute_required_sample_size(0.12, 0.15) == 5443
     """
@@ -61,7 +56,6 @@ def llmeval_ab() -> Any:
 @pytest.fixture
 def llmeval_record(request: pytest.FixtureRequest) -> Callable[..., Verdict]:
     """Judge a response produced in a Python test and gate it like a JSONL case::
-
         def test_summary(llmeval_record, my_app):
             answer = my_app.summarise(DOC)
             llmeval_record(case_id="summary", question="Summarise DOC",

@@ -20,7 +20,14 @@ from pytest_llmeval.core import gate
 from pytest_llmeval.core.baseline import BaselineEntry
 from pytest_llmeval.core.cases import Case
 from pytest_llmeval.core.evaluation import Evaluation
-from pytest_llmeval.core.result import CaseResult, Classified, VerdictName, build_case_result
+from pytest_llmeval.core.result import (
+    CaseResult,
+    Classified,
+    VerdictName,
+    build_case_result,
+    scrubbed,
+)
+from pytest_llmeval.core.secrets import scrub
 from pytest_llmeval.engine.finish import RunInputs, RunOutcome, finish_run, write_state
 from pytest_llmeval.engine.store import git_commit
 from pytest_llmeval.plugin.ledger import CollectionLedger
@@ -123,7 +130,7 @@ class LLMEvalRun:
                 cls.outcome, cls.detail, None if evidence is None else evidence.to_dict()
             )
 
-        return build_case_result(
+        result = build_case_result(
             nodeid=key,
             case=case,
             evaluation=ev,
@@ -133,6 +140,7 @@ class LLMEvalRun:
             classify=classify,
             candidate=candidate,
         )
+        return scrubbed(result, scrub)
 
     def add_result(self, result: CaseResult) -> None:
         """A result reached the controller. A rerun (pytest-rerunfailures) of the same case

@@ -149,6 +149,7 @@ def read_error(load: Callable[[Path], Any], path: Path) -> str | None:
     """Load ``path``: None when it loads, else the StateFileError's message (checked to be one
     printable line naming the file). Any other exception fails the test."""
     before = path.read_bytes()
+    message: str | None
     try:
         load(path)
     except StateFileError as exc:

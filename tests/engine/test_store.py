@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -251,7 +252,7 @@ def test_atomic_write_failure_while_writing_leaves_the_old_file(
     def fail_fsync(fd: int) -> None:
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(store.os, "fsync", fail_fsync)
+    monkeypatch.setattr(os, "fsync", fail_fsync)
     with pytest.raises(OSError):
         atomic_write(path, b"new content")
     monkeypatch.undo()
@@ -389,7 +390,7 @@ def test_a_baseline_with_responses_and_unknown_fields_loads(tmp_path: Path) -> N
 
 
 OLD_LINE = {"timestamp": "2024-01-01T00:00:00Z", "total": 10, "passed": 9, "pass_rate": 0.9}
-NEW_LINE = {
+NEW_LINE: dict[str, Any] = {
     **OLD_LINE,
     "commit": None,
     "errors": 1,

@@ -47,7 +47,6 @@ from pytest_llmeval.judges.anthropic.errors import (
     AnthropicJudgeError,
     RetryEvent,
     parse_retry_after,
-    scrub,
 )
 from pytest_llmeval.judges.anthropic.judge import AnthropicJudge, judge_from_options
 from pytest_llmeval.judges.anthropic.pairwise import (
@@ -90,5 +89,4 @@ __all__ = [
     "parse_retry_after",
     "position_consistency_rate",
     "price_for",
-    "scrub",
 ]

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import email.utils
-import os
-import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+from pytest_llmeval.core.secrets import scrub
 from pytest_llmeval.core.verdict import Usage
 from pytest_llmeval.errors import JudgeError
-
-_KEY_SHAPE = re.compile(r"sk-ant-[A-Za-z0-9_\-]{8,}")
 
 
 class AnthropicJudgeError(JudgeError):
@@ -41,18 +38,6 @@ class RetryEvent:
     wait: float
     status: int | None = None
     retry_after: float | None = None
-
-
-def _secrets() -> list[str]:
-    values = [os.environ.get("ANTHROPIC_API_KEY"), os.environ.get("ANTHROPIC_AUTH_TOKEN")]
-    return [v for v in values if v and len(v) >= 8]
-
-
-def scrub(text: str, extra: Iterable[str] = ()) -> str:
-    """``text`` without the API key/auth token (env or ``extra``) or anything key-shaped."""
-    for secret in [*_secrets(), *(s for s in extra if s and len(s) >= 8)]:
-        text = text.replace(secret, "[redacted]")
-    return _KEY_SHAPE.sub("[redacted]", text)
 
 
 def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:

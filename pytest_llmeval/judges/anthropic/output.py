@@ -6,9 +6,9 @@ import json
 import re
 from typing import Any
 
+from pytest_llmeval.core.secrets import scrub
 from pytest_llmeval.core.verdict import JudgeResult, Usage
 from pytest_llmeval.judges import prompts
-from pytest_llmeval.judges.anthropic.errors import scrub
 
 _LABEL_UNSAFE = re.compile(r"[^a-z0-9]+")
 

@@ -6,10 +6,10 @@ import asyncio
 from collections.abc import Iterable
 from typing import Any
 
+from pytest_llmeval.core.secrets import scrub
 from pytest_llmeval.core.verdict import PairwiseResult, Preference, Usage
 from pytest_llmeval.judges import prompts
 from pytest_llmeval.judges.anthropic.client import ClaudeClient
-from pytest_llmeval.judges.anthropic.errors import scrub
 from pytest_llmeval.judges.anthropic.output import json_output
 
 
