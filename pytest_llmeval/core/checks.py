@@ -222,6 +222,7 @@ def finalize(
         judge=judge,
         failed_checks=failed,
         checks_only=checks_only,
+        members=result.members,
     )
 
 

@@ -146,6 +146,7 @@ class CaseResult:
     sut_usage: Usage | None
     candidate: CandidateResult | None = None
     attempts: int = 1  # > 1 when a rerun plugin ran the case again
+    panel: tuple[Mapping[str, Any], ...] = ()  # a judge panel: {judge, score, passed} per member
 
     @property
     def judged(self) -> bool:
@@ -196,6 +197,7 @@ class CaseResult:
             "sut_usage": None if self.sut_usage is None else self.sut_usage.to_dict(),
             "candidate": None if self.candidate is None else self.candidate.to_dict(),
             "attempts": self.attempts,
+            "panel": [dict(m) for m in self.panel],
         }
 
     @classmethod
@@ -249,6 +251,7 @@ class CaseResult:
             sut_usage=None if sut_usage is None else Usage.from_dict(sut_usage),
             candidate=None if candidate is None else CandidateResult.from_dict(candidate),
             attempts=int(d.get("attempts", 1)),
+            panel=tuple(dict(m) for m in d.get("panel") or ()),
         )
 
 
@@ -355,6 +358,10 @@ def build_case_result(
         sut_usage=ev.sut_usage,
         candidate=None if candidate is None else _candidate(candidate, settings),
         attempts=attempts,
+        panel=tuple(
+            {"judge": m.judge, "score": m.score, "passed": m.passed}
+            for m in (first.verdict.members if first else ())
+        ),
     )
 
 

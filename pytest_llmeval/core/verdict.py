@@ -155,6 +155,7 @@ class Verdict:
     judge: JudgeIdentity
     failed_checks: tuple[str, ...] = ()
     checks_only: bool = False
+    members: tuple[JudgeResult, ...] = ()  # a panel's members, each with its own verdict
 
     def to_dict(self) -> dict[str, Any]:
         return {

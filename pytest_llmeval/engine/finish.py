@@ -193,6 +193,7 @@ def finish_run(inputs: RunInputs) -> RunOutcome:
         collected_keys=inputs.collected_keys,
         flaky_history=gate.flaky_from_history(history, {r.nodeid for r in results}),
         agreement=None if judge_agreement is None else judge_agreement.to_dict(),
+        panel_agreement=panel_agreement(results),
     )
     outcome = RunOutcome(decision, verdict, counts, report)
     _plan_writes(inputs, results, counts, outcome)
@@ -295,6 +296,26 @@ def human_agreement(results: Sequence[CaseResult]) -> Agreement | None:
         if r.judged and r.human_verdict in ("pass", "fail")
     ]
     return agreement(pairs) if pairs else None
+
+
+def panel_agreement(results: Sequence[CaseResult]) -> dict[str, Any] | None:
+    """How far a judge panel's members agreed with each other (Fleiss' kappa, pairwise
+    Cohen's kappa), over the judged cases; None without a panel."""
+    from pytest_llmeval.core.verdict import JudgeResult
+    from pytest_llmeval.judges.panel import inter_judge_agreement
+
+    rows = [
+        JudgeResult(
+            score=0.0,
+            members=tuple(
+                JudgeResult(score=float(m["score"]), passed=m.get("passed"), judge=m.get("judge"))
+                for m in r.panel
+            ),
+        )
+        for r in results
+        if r.judged and r.panel
+    ]
+    return inter_judge_agreement(rows).to_dict() if rows else None
 
 
 def agreement_gate(found: Agreement | None, minimum: float) -> gate.GateResult:

@@ -63,6 +63,7 @@ def build_report(
     collected_keys: Sequence[str] | None = None,
     created: str | None = None,
     agreement: Mapping[str, Any] | None = None,
+    panel_agreement: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The JSON report (schema in the README): summary, cases, history.
 
@@ -99,6 +100,7 @@ def build_report(
         "sut_usage": None if c.sut_usage is None else c.sut_usage.to_dict(),
         "history": history_block(decision),
         "agreement": None if agreement is None else dict(agreement),
+        "panel_agreement": None if panel_agreement is None else dict(panel_agreement),
         "full_run": full_run,
         "narrowed": list(narrowed),
         "cache_problems": list(cache_problems),

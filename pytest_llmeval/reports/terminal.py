@@ -79,6 +79,14 @@ def summary_lines(report: Mapping[str, Any], *, verbose: bool = False) -> list[s
     agreement = s.get("agreement")
     if agreement:
         out.append(_agreement_line(agreement))
+    panel = s.get("panel_agreement")
+    if panel:
+        kappa = panel.get("fleiss_kappa")
+        out.append(
+            f"judge panel ({', '.join(panel.get('judges', []))}): agreed on"
+            f" {panel.get('unanimous')}/{panel.get('n')} cases, Fleiss' kappa"
+            f" {'n/a' if kappa is None else f'{kappa:.3f}'}"
+        )
     rep = s.get("repeat")
     if rep:
         ci = rep["sample_pass_rate_ci"]
