@@ -3,6 +3,11 @@
 It stores judge results under a key that covers everything that can change a verdict (see
 :func:`cache_key`). It never judges. A corrupt or unreadable file is moved aside, reported and
 rebuilt: the run goes on with an empty cache, never with a stale verdict.
+
+The key needs the SUT's answer, so each row also carries a *prekey*: the same hash without the
+response (:class:`KeyParts`). The runner reads the rows of many upcoming cases by prekey in one
+query before their SUT answers, then matches each answer's full key in memory; it learns early
+which cases are probably cached (no run-ahead, no SDK for them) and which will need the judge.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +28,10 @@ from pytest_llmeval.core.verdict import JudgeIdentity, JudgeResult
 from pytest_llmeval.engine.store import ensure_state_dir
 from pytest_llmeval.errors import JudgeError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the prekey column and its index (version 1 files are upgraded)
 BUSY_WAIT_S = 30.0
+READ_CHUNK = 500  # prekeys per SELECT, below SQLite's oldest limit of 999 parameters
+_SEPARATORS = (",", ":")
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:
@@ -34,16 +43,45 @@ def _is_busy(exc: sqlite3.Error) -> bool:
     return "locked" in text or "busy" in text
 
 
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class KeyParts:
+    """The cache key of one (judge, case, sample) before the response is known.
+
+    ``head + json(response) + tail`` is exactly the JSON that :func:`cache_key` hashes (sorted
+    keys: case, judge, response, sample), so :meth:`key` gives the same key without
+    re-encoding the case. ``prekey`` hashes the same JSON without the response.
+    """
+
+    prekey: str
+    head: str
+    tail: str
+
+    def key(self, response: str) -> str:
+        return _sha256(self.head + json.dumps(response, ensure_ascii=False) + self.tail)
+
+
+def key_parts(judge: JudgeIdentity, case: Case, sample: int = 0) -> KeyParts:
+    """The :class:`KeyParts` of ``case`` judged by ``judge`` (sample index ``sample``)."""
+    judge_json = json.dumps(
+        [judge.name, judge.model, judge.prompt_version, judge.version, judge.source_hash],
+        ensure_ascii=False,
+        separators=_SEPARATORS,
+    )
+    case_json = json.dumps(
+        case.content_key(), sort_keys=True, ensure_ascii=False, separators=_SEPARATORS
+    )
+    head = f'{{"case":{case_json},"judge":{judge_json},"response":'
+    tail = f',"sample":{int(sample)}}}'
+    return KeyParts(_sha256("prekey-1" + head + tail), head, tail)
+
+
 def cache_key(judge: JudgeIdentity, case: Case, response: str, sample: int = 0) -> str:
     """sha256 over judge identity (with source hash), case content, response and sample index."""
-    payload = {
-        "judge": [judge.name, judge.model, judge.prompt_version, judge.version, judge.source_hash],
-        "case": case.content_key(),
-        "response": response,
-        "sample": sample,
-    }
-    raw = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+    return key_parts(judge, case, sample).key(response)
 
 
 class JudgeCache:
@@ -54,6 +92,8 @@ class JudgeCache:
         self.problems: list[str] = []
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
+        #: the file holds rows without a prekey: a prekey miss is not proof of a miss
+        self.legacy = False
 
     def _connect(self) -> sqlite3.Connection:
         if self._conn is not None:
@@ -82,19 +122,40 @@ class JudgeCache:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, SCHEMA_VERSION):
+            if version not in (0, 1, SCHEMA_VERSION):
                 raise sqlite3.DatabaseError(f"unknown cache schema version {version}")
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS verdicts ("
-                " key TEXT PRIMARY KEY, result TEXT NOT NULL, created REAL NOT NULL)"
+            if version != SCHEMA_VERSION:
+                self._migrate(conn)
+            # rows written before prekeys (version 1) are found by their full key only
+            self.legacy = (
+                conn.execute("SELECT 1 FROM verdicts WHERE prekey IS NULL LIMIT 1").fetchone()
+                is not None
             )
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            conn.commit()
-            conn.execute("SELECT count(*) FROM verdicts LIMIT 1").fetchone()
         except sqlite3.DatabaseError:
             conn.close()
             raise
         return conn
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        """Create the table (or add the prekey to a version 1 table) under the write lock, so
+        two workers opening the same old file cannot both add the column."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS verdicts ("
+                " key TEXT PRIMARY KEY, result TEXT NOT NULL, created REAL NOT NULL,"
+                " prekey TEXT)"
+            )
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(verdicts)")}
+            if "prekey" not in columns:
+                conn.execute("ALTER TABLE verdicts ADD COLUMN prekey TEXT")
+            conn.execute("CREATE INDEX IF NOT EXISTS verdicts_prekey ON verdicts (prekey)")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
 
     def _quarantine(self, exc: Exception) -> None:
         """Move an unreadable cache aside (kept for inspection) so a fresh one can be built."""
@@ -130,23 +191,40 @@ class JudgeCache:
                 self._quarantine(exc)
                 conn = self._connect()
                 rows = conn.execute(sql, params).fetchall()
-                conn.commit()
+                if write:
+                    conn.commit()
                 return rows
 
     def get(self, key: str) -> JudgeResult | None:
         rows = self._run("SELECT result FROM verdicts WHERE key = ?", (key,))
-        if not rows:
-            return None
+        return self.decode(key, rows[0][0]) if rows else None
+
+    def rows_for(self, prekeys: Iterable[str]) -> dict[str, dict[str, str]]:
+        """Every row whose prekey is in ``prekeys``: ``{prekey: {key: stored result}}``
+        (undecoded, see :meth:`decode`). One SELECT per :data:`READ_CHUNK` prekeys and no
+        commit: a read."""
+        wanted = list(dict.fromkeys(prekeys))
+        found: dict[str, dict[str, str]] = {}
+        for start in range(0, len(wanted), READ_CHUNK):
+            chunk = wanted[start : start + READ_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT prekey, key, result FROM verdicts WHERE prekey IN ({marks})"
+            for prekey, key, stored in self._run(sql, tuple(chunk)):
+                found.setdefault(prekey, {})[key] = stored
+        return found
+
+    def decode(self, key: str, stored: str) -> JudgeResult | None:
+        """A stored result, or None (and a problem noted) if it no longer reads as one."""
         try:
-            return JudgeResult.from_dict(json.loads(rows[0][0]))
+            return JudgeResult.from_dict(json.loads(stored))
         except (ValueError, KeyError, TypeError, JudgeError) as exc:
             self.problems.append(f"judge cache entry {key[:12]} unreadable ({exc}); re-judging")
             return None
 
-    def put(self, key: str, result: JudgeResult) -> None:
+    def put(self, key: str, result: JudgeResult, prekey: str | None = None) -> None:
         self._run(
-            "INSERT OR REPLACE INTO verdicts (key, result, created) VALUES (?, ?, ?)",
-            (key, json.dumps(result.to_dict(), sort_keys=True), time.time()),
+            "INSERT OR REPLACE INTO verdicts (key, result, created, prekey) VALUES (?, ?, ?, ?)",
+            (key, json.dumps(result.to_dict(), sort_keys=True), time.time(), prekey),
             write=True,
         )
 

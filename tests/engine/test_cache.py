@@ -13,7 +13,7 @@ import pytest
 
 from pytest_llmeval.core.cases import Case, Message
 from pytest_llmeval.core.verdict import JudgeIdentity, JudgeResult, Usage
-from pytest_llmeval.engine.cache import JudgeCache, cache_key
+from pytest_llmeval.engine.cache import SCHEMA_VERSION, JudgeCache, cache_key, key_parts
 
 JUDGE = JudgeIdentity(name="local", prompt_version="sim-1")
 CASE = Case(
@@ -295,3 +295,96 @@ def test_workers_creating_the_cache_at_once_never_quarantine_it(tmp_path: Path) 
             p.join(timeout=60)
         assert problems == [[], [], []], (trial, problems)
     assert not [p for p in tmp_path.iterdir() if ".corrupt-" in p.name]
+
+
+# -- prekeys: rows read before the SUT answers ----------------------------------------------------
+
+
+def _key_v1(judge: JudgeIdentity, case: Case, response: str, sample: int = 0) -> str:
+    """The key as version 1 computed it: existing caches must keep their hits."""
+    import hashlib
+    import json
+
+    payload = {
+        "judge": [judge.name, judge.model, judge.prompt_version, judge.version, judge.source_hash],
+        "case": case.content_key(),
+        "response": response,
+        "sample": sample,
+    }
+    raw = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        CASE,
+        Case(id="m", question="q", messages=(Message("user", 'Grüße \u2028 "quoted" \\ back'),)),
+        Case(id="r", question="q", references=("30 days", "thirty days"), ground_truth="30 days"),
+        Case(id="n", question="no truth, no rubric"),
+    ],
+    ids=["plain", "messages", "references", "bare"],
+)
+@pytest.mark.parametrize("response", ["Thirty days.", "", 'Grüße\n\t"x" \ud7ff \U0001f600'])
+def test_key_parts_give_the_version_1_key(case: Case, response: str) -> None:
+    for sample in (0, 3):
+        parts = key_parts(JUDGE, case, sample)
+        assert parts.key(response) == _key_v1(JUDGE, case, response, sample)
+        assert cache_key(JUDGE, case, response, sample) == _key_v1(JUDGE, case, response, sample)
+    # the prekey leaves the response out and keeps everything else
+    assert key_parts(JUDGE, case, 0).prekey != key_parts(JUDGE, case, 1).prekey
+    other = dataclasses.replace(JUDGE, model="m2")
+    assert key_parts(JUDGE, case).prekey != key_parts(other, case).prekey
+
+
+def test_rows_for_reads_every_row_of_the_prekeys_in_chunks(cache: JudgeCache) -> None:
+    cases = [dataclasses.replace(CASE, id=f"c{i}", question=f"q{i}?") for i in range(1200)]
+    parts = [key_parts(JUDGE, c) for c in cases]
+    for p in parts[::2]:
+        cache.put(p.key("old answer"), RESULT, p.prekey)
+        cache.put(p.key("new answer"), JudgeResult(score=0.2), p.prekey)
+    found = cache.rows_for(p.prekey for p in parts)
+    assert set(found) == {p.prekey for p in parts[::2]}
+    first = found[parts[0].prekey]
+    assert set(first) == {parts[0].key("old answer"), parts[0].key("new answer")}
+    assert cache.decode(parts[0].key("old answer"), first[parts[0].key("old answer")]) == RESULT
+    assert cache.legacy is False
+
+
+def test_reads_never_open_a_transaction(cache: JudgeCache) -> None:
+    p = key_parts(JUDGE, CASE)
+    cache.put(p.key("r"), RESULT, p.prekey)
+    conn = cache._connect()
+    changes = conn.total_changes
+    assert cache.get(p.key("r")) == RESULT
+    assert cache.rows_for([p.prekey])
+    assert not conn.in_transaction  # nothing to commit after a read
+    assert conn.total_changes == changes
+
+
+def test_a_version_1_file_is_upgraded_and_its_rows_still_hit(tmp_path: Path) -> None:
+    path = tmp_path / "cache.sqlite3"
+    old_key = _key_v1(JUDGE, CASE, "Thirty days.")
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TABLE verdicts (key TEXT PRIMARY KEY, result TEXT NOT NULL,"
+            " created REAL NOT NULL)"
+        )
+        conn.execute(
+            "INSERT INTO verdicts VALUES (?, ?, 0)",
+            (old_key, '{"score": 0.8, "reasoning": "close enough"}'),
+        )
+        conn.execute("PRAGMA user_version = 1")
+    cache = JudgeCache(path)
+    try:
+        got = cache.get(old_key)
+        assert got is not None and got.score == 0.8
+        assert cache.legacy is True  # a prekey miss is no proof: the runner asks by full key
+        assert cache.rows_for([key_parts(JUDGE, CASE).prekey]) == {}
+        assert cache.problems == []
+    finally:
+        cache.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(verdicts)")}
+        assert "prekey" in columns
