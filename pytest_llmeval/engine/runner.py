@@ -1,11 +1,15 @@
 """Runs the system under test and the judge for cases, with the judge cache.
 
 Two paths share one pipeline:
-- :meth:`Evaluator.evaluate` runs a case inline (the local judge with a sync SUT: nothing to
-  overlap, so no thread hand-offs).
+- :meth:`Evaluator.evaluate` runs a case inline (a sync SUT whose verdicts are probably cached,
+  or the local judge: nothing to overlap, so no thread hand-offs).
 - :class:`RunAhead` runs the pipeline for upcoming cases on a background event loop with bounded
   concurrency, so network-bound SUT and judge calls overlap while pytest still reports items one
   at a time, in order.
+
+Cache first: :meth:`Evaluator.prefetch` reads what the cache holds for many upcoming cases in
+one query before their SUT answers (:class:`Lookup`), so the scheduler can keep cached cases
+inline and send only the ones that will need the judge ahead.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from pytest_llmeval.core.cases import Case
 from pytest_llmeval.core.checks import RuleSettings, finalize, system_error_verdict
 from pytest_llmeval.core.evaluation import Evaluation, Sample
 from pytest_llmeval.core.verdict import JudgeResult, Usage
-from pytest_llmeval.engine.cache import JudgeCache, cache_key
+from pytest_llmeval.engine.cache import JudgeCache, KeyParts, key_parts
 from pytest_llmeval.errors import JudgeError
 from pytest_llmeval.judges import is_network_judge
 from pytest_llmeval.judges.base import Judge
@@ -59,6 +63,20 @@ def response_sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+@dataclass(frozen=True)
+class Lookup:
+    """What the cache held for one case's samples, read before the SUT answered.
+
+    ``rows`` maps full keys to stored results for every row sharing one of the samples'
+    prekeys (several when the SUT's answer changed over time, or in compare mode).
+    ``complete``: every sample has at least one such row, so the case is probably cached.
+    """
+
+    parts: tuple[KeyParts, ...]
+    rows: dict[str, str]
+    complete: bool
+
+
 @dataclass
 class EvaluatorConfig:
     rules: RuleSettings
@@ -77,6 +95,9 @@ class Evaluator:
         self.config = config
         self.network = is_network_judge(judge)
         self._ascore = getattr(judge, "ascore", None)
+        # set while a RunAhead exists: inline SUT calls then share its bound on sync SUT calls
+        self.sut_slots: threading.Semaphore | None = None
+        self._warming: threading.Thread | None = None
 
     # -- pieces shared by both paths -------------------------------------------------------
     def _checks_only(self, case: Case) -> bool:
@@ -84,9 +105,62 @@ class Evaluator:
         without_reference = getattr(self.judge, "checks_only_without_ground_truth", False)
         return case.ground_truth is None and bool(without_reference)
 
-    def _lookup(self, case: Case, response: str, index: int) -> tuple[str, JudgeResult | None]:
-        key = cache_key(self.judge.identity, case, response, index)
-        return key, (self.cache.get(key) if self.cache is not None else None)
+    def prefetch(self, cases: Sequence[Case]) -> list[Lookup | None]:
+        """What the cache holds for ``cases`` (one read per few hundred cases); None without
+        a cache."""
+        if self.cache is None:
+            return [None] * len(cases)
+        identity = self.judge.identity
+        parts = [
+            tuple(key_parts(identity, case, index) for index in range(self.config.repeat))
+            for case in cases
+        ]
+        found = self.cache.rows_for(p.prekey for per_case in parts for p in per_case)
+        out: list[Lookup | None] = []
+        for per_case in parts:
+            rows: dict[str, str] = {}
+            for p in per_case:
+                rows.update(found.get(p.prekey, ()))
+            complete = all(p.prekey in found for p in per_case)
+            out.append(Lookup(per_case, rows, complete))
+        return out
+
+    def cached(
+        self, case: Case, response: str, index: int, known: Lookup | None = None
+    ) -> tuple[str, str | None, JudgeResult | None]:
+        """(key, prekey, cached result or None) for ``response``; ``known`` spares the read."""
+        parts = (
+            known.parts[index] if known is not None else key_parts(self.judge.identity, case, index)
+        )
+        key = parts.key(response)
+        cache = self.cache
+        if cache is None:
+            return key, parts.prekey, None
+        if known is not None:
+            stored = known.rows.get(key)
+            if stored is not None:
+                return key, parts.prekey, cache.decode(key, stored)
+            if not cache.legacy:
+                return key, parts.prekey, None  # no row with this prekey has this answer
+        return key, parts.prekey, cache.get(key)
+
+    def store(self, key: str, prekey: str | None, result: JudgeResult) -> None:
+        if self.cache is not None:
+            self.cache.put(key, result, prekey)
+
+    def warm_up(self) -> None:
+        """A judgement is coming: let the judge get ready (import its SDK) in the background
+        while SUTs answer. Only judges that define ``warm_up()`` have anything to do."""
+        warm = getattr(self.judge, "warm_up", None)
+        if self._warming is not None or not callable(warm) or self.config.offline:
+            return
+
+        def run() -> None:
+            with contextlib.suppress(Exception):  # the first request reports any real problem
+                warm()
+
+        self._warming = threading.Thread(target=run, name="llmeval-judge-warm-up", daemon=True)
+        self._warming.start()
 
     def _miss_allowed(self) -> None:
         if self.config.offline and self.network:
@@ -123,8 +197,19 @@ class Evaluator:
     def call_sut(self, case: Case, sut: Callable[[Case], Any]) -> SutCall:
         """Call the SUT once; an exception or a timeout becomes a failed call, not a crash."""
         t0 = time.perf_counter()
+        slots = self.sut_slots
         try:
-            raw = self._call_sync(sut, case)
+            if slots is None:
+                raw = self._call_sync(sut, case)
+            else:
+                # a SUT call hung in the run-ahead pool holds its slot: wait no longer than
+                # the SUT timeout for one
+                if not slots.acquire(timeout=self.config.sut_timeout):
+                    raise TimeoutError
+                try:
+                    raw = self._call_sync(sut, case)
+                finally:
+                    slots.release()
             text = _as_text(raw)
         except TimeoutError:
             return SutCall("timeout", self._timeout_text(), time.perf_counter() - t0)
@@ -139,10 +224,12 @@ class Evaluator:
         *,
         calls: Sequence[SutCall] | None = None,
         prejudged: Mapping[int, JudgeResult | JudgeError] | None = None,
+        known: Lookup | None = None,
     ) -> Evaluation:
         """Evaluate ``case``: call the SUT (or use ``calls`` made earlier) and judge each sample.
 
-        ``prejudged`` holds judgements made elsewhere (Message Batches), by sample index.
+        ``prejudged`` holds judgements made elsewhere (Message Batches), by sample index;
+        ``known`` what :meth:`prefetch` read for the case.
         """
         ev = Evaluation(case)
         try:
@@ -162,13 +249,12 @@ class Evaluator:
                 if given is not None:
                     self._finish(ev, case, call.text, given, False, call.latency)
                     continue
-                key, result = self._lookup(case, call.text, index)
+                key, prekey, result = self.cached(case, call.text, index, known)
                 cached = result is not None
                 if result is None:
                     self._miss_allowed()
                     result = self.judge.score(case, call.text)
-                    if self.cache is not None:
-                        self.cache.put(key, result)
+                    self.store(key, prekey, result)
                 self._finish(ev, case, call.text, result, cached, call.latency)
         except JudgeError as exc:
             ev.error = str(exc)
@@ -180,17 +266,23 @@ class Evaluator:
         """Judge an already produced response (for ``llmeval_record``)."""
         ev = Evaluation(case)
         try:
-            key, result = self._lookup(case, response, 0)
+            key, prekey, result = self.cached(case, response, 0)
             cached = result is not None
             if result is None:
                 self._miss_allowed()
                 result = self.judge.score(case, response)
-                if self.cache is not None:
-                    self.cache.put(key, result)
+                self.store(key, prekey, result)
             self._finish(ev, case, response, result, cached, 0.0)
         except JudgeError as exc:
             ev.error = str(exc)
         return ev
+
+    def _sut_in_slot(self, sut: Callable[[Case], Any], case: Case) -> Any:
+        slots = self.sut_slots
+        if slots is None:
+            return sut(case)
+        with slots:
+            return sut(case)
 
     def _timeout_text(self) -> str:
         return f"the system under test did not answer within {self.config.sut_timeout:g} s"
@@ -227,6 +319,7 @@ class Evaluator:
         *,
         judge_gate: asyncio.Event | None = None,
         judge_slots: asyncio.Semaphore | None = None,
+        known: Lookup | None = None,
     ) -> Evaluation:
         """The pipeline on an event loop. The SUT may run as soon as the case is submitted;
         a judge call waits for ``judge_gate`` (the case entered the judging window) and takes
@@ -240,7 +333,7 @@ class Evaluator:
                     if inspect.iscoroutinefunction(sut):
                         call = sut(case)
                     else:
-                        call = loop.run_in_executor(sut_executor, sut, case)
+                        call = loop.run_in_executor(sut_executor, self._sut_in_slot, sut, case)
                     raw = await asyncio.wait_for(call, timeout=self.config.sut_timeout)
                     response = _as_text(raw)
                     _add_sut_usage(ev, _sut_usage(raw))
@@ -255,9 +348,12 @@ class Evaluator:
                     self._sut_failed(ev, case, call)
                     continue
                 latency = time.perf_counter() - t0
-                key, result = await loop.run_in_executor(
-                    io_executor, self._lookup, case, response, index
-                )
+                if known is not None and not (self.cache is not None and self.cache.legacy):
+                    key, prekey, result = self.cached(case, response, index, known)  # memory
+                else:
+                    key, prekey, result = await loop.run_in_executor(
+                        io_executor, self.cached, case, response, index, known
+                    )
                 cached = result is not None
                 if result is None:
                     self._miss_allowed()
@@ -271,7 +367,7 @@ class Evaluator:
                                 io_executor, self.judge.score, case, response
                             )
                     if self.cache is not None:
-                        await loop.run_in_executor(io_executor, self.cache.put, key, result)
+                        await loop.run_in_executor(io_executor, self.store, key, prekey, result)
                 assert result is not None
                 self._finish(ev, case, response, result, cached, latency)
         except JudgeError as exc:
@@ -356,10 +452,14 @@ class RunAhead:
             max_workers=concurrency, thread_name_prefix="llmeval-judge"
         )
         self._judge_slots = asyncio.Semaphore(concurrency)  # binds to the loop on first use
+        # sync SUT calls made inline meanwhile count against the same bound as the pool's
+        evaluator.sut_slots = threading.Semaphore(sut_concurrency)
         self._gates: dict[str, asyncio.Event] = {}
         self.futures: dict[str, concurrent.futures.Future[Evaluation]] = {}
 
-    async def _run(self, case: Case, sut: Callable[[Case], Any], gate: asyncio.Event) -> Evaluation:
+    async def _run(
+        self, case: Case, sut: Callable[[Case], Any], gate: asyncio.Event, known: Lookup | None
+    ) -> Evaluation:
         return await self.evaluator.evaluate_async(
             case,
             sut,
@@ -367,12 +467,20 @@ class RunAhead:
             self._io_pool,
             judge_gate=gate,
             judge_slots=self._judge_slots,
+            known=known,
         )
 
     def submit(
-        self, key: str, case: Case, sut: Callable[[Case], Any], *, judge: bool = True
+        self,
+        key: str,
+        case: Case,
+        sut: Callable[[Case], Any],
+        *,
+        judge: bool = True,
+        known: Lookup | None = None,
     ) -> None:
-        """Start ``case`` (once); ``judge`` opens it for judging now, else :meth:`open` later."""
+        """Start ``case`` (once); ``judge`` opens it for judging now, else :meth:`open` later.
+        ``known``: what the cache held for it (:meth:`Evaluator.prefetch`)."""
         if key in self.futures:
             if judge:
                 self.open(key)
@@ -381,7 +489,9 @@ class RunAhead:
         if judge:
             gate.set()  # not yet seen by the loop: setting it here is safe
         self._gates[key] = gate
-        self.futures[key] = asyncio.run_coroutine_threadsafe(self._run(case, sut, gate), self._loop)
+        self.futures[key] = asyncio.run_coroutine_threadsafe(
+            self._run(case, sut, gate, known), self._loop
+        )
 
     def open(self, key: str) -> None:
         gate = self._gates.get(key)
@@ -410,6 +520,7 @@ class RunAhead:
         self._thread.join(timeout=5)
         self._sut_pool.shutdown(wait=False, cancel_futures=True)
         self._io_pool.shutdown(wait=False, cancel_futures=True)
+        self.evaluator.sut_slots = None
 
     async def _shutdown(self) -> None:
         """On the loop: cancel every pending evaluation, wait for them, close async clients."""

@@ -100,8 +100,7 @@ class Scheduler:
             self._consumed = index + 1
         main = run_ahead.result(key)
         other = run_ahead.result(key + _CANDIDATE) if candidate else None
-        if self._submitted < len(self._queue):
-            self._feed(sut, candidate)  # the window moved on: the next case enters it now
+        # the window moves on when the next item starts: after -x nothing new has started
         if self._consumed > 4 * PREFETCH:
             self._trim()
         return main, other
