@@ -12,6 +12,7 @@ which cases are probably cached (no run-ahead, no SDK for them) and which will n
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -94,6 +95,7 @@ class JudgeCache:
         self._conn: sqlite3.Connection | None = None
         #: the file holds rows without a prekey: a prekey miss is not proof of a miss
         self.legacy = False
+        self._adopted: list[tuple[str, str]] = []
 
     def _connect(self) -> sqlite3.Connection:
         if self._conn is not None:
@@ -228,7 +230,31 @@ class JudgeCache:
             write=True,
         )
 
+    def adopt(self, key: str, prekey: str) -> None:
+        """A row from before prekeys was hit: give it its prekey (written in batches), so the
+        next run finds it in the batched read."""
+        self._adopted.append((prekey, key))
+        if len(self._adopted) >= READ_CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the prekeys of adopted rows, in one transaction."""
+        with self._lock:
+            rows, self._adopted = self._adopted, []
+            if not rows or self._conn is None:
+                return
+            try:
+                self._conn.executemany(
+                    "UPDATE verdicts SET prekey = ? WHERE key = ? AND prekey IS NULL", rows
+                )
+                self._conn.commit()
+            except sqlite3.DatabaseError as exc:  # best effort: the rows still hit by key
+                with contextlib.suppress(sqlite3.DatabaseError):
+                    self._conn.rollback()
+                self.problems.append(f"judge cache {self.path}: prekeys not written ({exc})")
+
     def close(self) -> None:
+        self.flush()
         with self._lock:
             if self._conn is not None:
                 self._conn.close()

@@ -142,6 +142,10 @@ class Evaluator:
                 return key, parts.prekey, cache.decode(key, stored)
             if not cache.legacy:
                 return key, parts.prekey, None  # no row with this prekey has this answer
+            result = cache.get(key)
+            if result is not None:
+                cache.adopt(key, parts.prekey)
+            return key, parts.prekey, result
         return key, parts.prekey, cache.get(key)
 
     def store(self, key: str, prekey: str | None, result: JudgeResult) -> None:

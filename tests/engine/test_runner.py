@@ -94,6 +94,10 @@ def test_rows_from_before_prekeys_still_hit(cache: JudgeCache) -> None:
     done = ev.evaluate(CASES[0], answer, known=known)
     assert (done.cache_hits, done.judge_calls) == (1, 0)
     assert done.samples[0].verdict.reasoning == "from version 1"
+    cache.close()  # the hit row was given its prekey: the next run finds it in one read
+    [known] = ev.prefetch(CASES[:1])
+    assert known is not None and known.complete
+    assert cache.legacy is False
 
 
 def test_without_a_cache_every_case_is_a_miss() -> None:
