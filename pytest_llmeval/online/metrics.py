@@ -167,8 +167,12 @@ def compute(
     for lo, hi, skey, duration, continued in conn.execute(sql, args):
         targets = [overall]
         if by:
-            names = {lo} if lo == hi else _groups_of(conn, skey, group, args)
-            targets += [grouped.setdefault(name, _Counts()) for name in sorted(names)]
+            if lo == hi:  # nearly every session: one group, no lookup
+                one = grouped.get(lo)
+                targets.append(grouped.setdefault(lo, _Counts()) if one is None else one)
+            else:
+                names = sorted(_groups_of(conn, skey, group, args))
+                targets += [grouped.setdefault(name, _Counts()) for name in names]
         for c in targets:
             c.sessions += 1
             c.continued += bool(continued)
