@@ -13,6 +13,7 @@ which cases are probably cached (no run-ahead, no SDK for them) and which will n
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -65,13 +66,18 @@ class KeyParts:
         return _sha256(self.head + json.dumps(response, ensure_ascii=False) + self.tail)
 
 
-def key_parts(judge: JudgeIdentity, case: Case, sample: int = 0) -> KeyParts:
-    """The :class:`KeyParts` of ``case`` judged by ``judge`` (sample index ``sample``)."""
-    judge_json = json.dumps(
+@functools.lru_cache(maxsize=64)
+def _judge_json(judge: JudgeIdentity) -> str:
+    return json.dumps(
         [judge.name, judge.model, judge.prompt_version, judge.version, judge.source_hash],
         ensure_ascii=False,
         separators=_SEPARATORS,
     )
+
+
+def key_parts(judge: JudgeIdentity, case: Case, sample: int = 0) -> KeyParts:
+    """The :class:`KeyParts` of ``case`` judged by ``judge`` (sample index ``sample``)."""
+    judge_json = _judge_json(judge)
     case_json = json.dumps(
         case.content_key(), sort_keys=True, ensure_ascii=False, separators=_SEPARATORS
     )
