@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from pytest_llmeval.core import gate
+from pytest_llmeval.core.accept import BaselineUpdate, history_line, updated_baseline
 from pytest_llmeval.core.agreement import Agreement, agreement
-from pytest_llmeval.core.baseline import Baseline, BaselineUpdate, history_line, updated_baseline
+from pytest_llmeval.core.baseline import Baseline
 from pytest_llmeval.core.result import CaseResult
 from pytest_llmeval.core.summary import RunCounts, count
 from pytest_llmeval.core.verdict import JudgeIdentity, Usage

@@ -88,7 +88,7 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
         return None
     state = get_state(parent.config)
     if _matches(file_path, state.settings.files):
-        collector: CaseFile = CaseFile.from_parent(parent, path=file_path)
+        collector: CaseFile = CaseFile.from_parent(parent, path=file_path, run=state)
         return collector
     return None
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 
@@ -40,6 +40,23 @@ class ConfigFailure(Exception):
     """The run is misconfigured (for example, no system under test)."""
 
 
+class CaseRun(Protocol):
+    """What case files and items need of the run (:class:`pytest_llmeval.plugin.session.
+    LLMEvalRun`); handed to them at collection, so they never reach for the run themselves."""
+
+    def note_collected(self, rel: str, cases: Sequence[Case]) -> None: ...
+
+    def evaluate(self, item: CaseItem) -> tuple[Evaluation, Evaluation | None]: ...
+
+    def result_for(
+        self, key: str, case: Case, ev: Evaluation, candidate: Evaluation | None = None
+    ) -> CaseResult: ...
+
+    def accepts_failures(self) -> bool: ...
+
+    def xfail_reason(self, result: CaseResult) -> str: ...
+
+
 def _case_entry(llmeval_sut: Any) -> None:
     """Placeholder test function: through it, case items get the ``llmeval_sut`` fixture."""
 
@@ -47,11 +64,11 @@ def _case_entry(llmeval_sut: Any) -> None:
 class CaseFile(pytest.File):
     """A JSONL file of evaluation cases."""
 
-    def collect(self) -> Iterator[CaseItem]:
-        from pytest_llmeval.plugin.session import get_state
+    def __init__(self, *, run: CaseRun, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.run = run
 
-        state = get_state(self.config)
-        state.active = True
+    def collect(self) -> Iterator[CaseItem]:
         rel = self.nodeid
         try:
             data = self.path.read_bytes()
@@ -72,15 +89,17 @@ class CaseFile(pytest.File):
             raise self.CollectError("\n".join([header, *shown]))
         if not cases:
             warnings.warn(LLMEvalWarning(f"{rel}: no cases (the file is empty)"), stacklevel=1)
-        state.ledger.note_file(rel, (f"{rel}::{case.id}" for case in cases))
-        state.ledger.unscoreable.update(
-            f"{rel}::{c.id}" for c in cases if c.ground_truth is None and not c.checks
-        )
+        self.run.note_collected(rel, cases)
         # Items of one file share their fixture closure: compute it once, not per case.
         shared: Any = None
         for case in cases:
             item = CaseItem.from_parent(
-                self, name=case.id, callobj=_case_entry, case=case, fixtureinfo=shared
+                self,
+                name=case.id,
+                callobj=_case_entry,
+                case=case,
+                run=self.run,
+                fixtureinfo=shared,
             )
             shared = item._fixtureinfo
             yield item
@@ -89,9 +108,10 @@ class CaseFile(pytest.File):
 class CaseItem(pytest.Function):
     """One evaluation case. A fixture-aware item, so the ``llmeval_sut`` fixture resolves."""
 
-    def __init__(self, *, case: Case, **kwargs: Any) -> None:
+    def __init__(self, *, case: Case, run: CaseRun, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.case = case
+        self.run = run
         self.evaluation: Evaluation | None = None
         self.candidate: Evaluation | None = None
         self.llmeval_result: CaseResult | None = None
@@ -106,12 +126,10 @@ class CaseItem(pytest.Function):
 
     def setup(self) -> None:
         super().setup()
-        from pytest_llmeval.plugin.session import get_state
-
         __tracebackhide__ = True
-        state = get_state(self.config)
+        state = self.run
         try:
-            self.evaluation, self.candidate = state.scheduler.evaluate(self)
+            self.evaluation, self.candidate = state.evaluate(self)
         except ConfigError as exc:
             raise ConfigFailure(str(exc)) from None
         if self.evaluation.error is not None:
@@ -121,14 +139,12 @@ class CaseItem(pytest.Function):
             raise JudgeFailure(self.evaluation.error)
 
     def runtest(self) -> None:
-        from pytest_llmeval.plugin.session import get_state
-
         __tracebackhide__ = True
         assert self.evaluation is not None
-        state = get_state(self.config)
+        state = self.run
         result = state.result_for(self.nodeid, self.case, self.evaluation, self.candidate)
         self.llmeval_result = result
-        if state.settings.update_baseline:
+        if state.accepts_failures():
             return  # accepting a new state: the verdict goes into the baseline, not a failure
         if result.outcome in FAILING_OUTCOMES:
             raise CaseFailure(result)

@@ -42,7 +42,11 @@ _INI: dict[str, tuple[str, Any, str]] = {
         None,
         "history gate: use the old rule mean - k*std with this k (unset: prediction bound)",
     ),
-    "llmeval_min_history": ("int", 3, "history points needed for the history gate"),
+    "llmeval_min_history": (
+        "int",
+        3,
+        "recorded runs needed for the history gate, and by a case for its history-based test",
+    ),
     "llmeval_history_binomial": ("bool", False, "also gate on a significant binomial drop"),
     "llmeval_history_alpha": ("float", 0.05, "alpha of the binomial history test"),
     "llmeval_repeat": ("int", 1, "SUT samples per case"),

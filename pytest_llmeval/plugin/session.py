@@ -89,6 +89,21 @@ class LLMEvalRun:
         self.resources.check_batch()
 
     # -- collection --------------------------------------------------------------------------
+    def note_collected(self, rel: str, cases: Sequence[Case]) -> None:
+        """A case file was collected: its cases enter the ledger, and the run is on."""
+        self.active = True
+        self.ledger.note_file(rel, (f"{rel}::{case.id}" for case in cases))
+        self.ledger.unscoreable.update(
+            f"{rel}::{c.id}" for c in cases if c.ground_truth is None and not c.checks
+        )
+
+    def evaluate(self, item: CaseItem) -> tuple[Evaluation, Evaluation | None]:
+        return self.scheduler.evaluate(item)
+
+    def accepts_failures(self) -> bool:
+        """An update run accepts every verdict into the baseline: no case fails it."""
+        return self.settings.update_baseline
+
     def set_items(self, items: Sequence[CaseItem]) -> None:
         self.scheduler.set_items(items)
         self.ledger.expected_cases = len(items)

@@ -7,12 +7,25 @@ decides gates and writes files.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pytest_llmeval.plugin.ledger import CollectionLedger
 
 if TYPE_CHECKING:
     import pytest
 
-    from pytest_llmeval.plugin.session import LLMEvalRun
+
+class XdistRun(Protocol):
+    """What this module needs of the run (:class:`pytest_llmeval.plugin.session.LLMEvalRun`)."""
+
+    ledger: CollectionLedger
+
+    def cache_problems(self) -> list[str]: ...
+
+    def set_run_keys(self, keys: Sequence[str]) -> None: ...
+
+    def activate(self) -> None: ...
 
 
 def upcoming_items(config: pytest.Config, limit: int) -> list[pytest.Item]:
@@ -40,7 +53,7 @@ def upcoming_items(config: pytest.Config, limit: int) -> list[pytest.Item]:
         return []
 
 
-def send_collection(config: pytest.Config, state: LLMEvalRun) -> None:
+def send_collection(config: pytest.Config, state: XdistRun) -> None:
     """On a worker: put its collection ledger into ``workeroutput`` (builtins only)."""
     output: dict[str, Any] = config.workeroutput  # type: ignore[attr-defined]
     output["llmeval"] = {**state.ledger.to_builtins(), "cache_problems": state.cache_problems()}
@@ -49,7 +62,7 @@ def send_collection(config: pytest.Config, state: LLMEvalRun) -> None:
 class XdistHooks:
     """Controller-side xdist hooks (registered only when xdist is installed)."""
 
-    def __init__(self, state: LLMEvalRun) -> None:
+    def __init__(self, state: XdistRun) -> None:
         self.state = state
 
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:

@@ -108,8 +108,8 @@ def test_pass_rate_and_history(report: dict[str, Any]) -> None:
     assert "1 error (not counted)" in md
     block = report["summary"]["history"]
     assert (
-        "History: mean 77.9% over 7 recorded runs of this judge, std 2.7%, lower bound 68.8%"
-        f" (prediction bound (Hahn &amp; Meeker), t = {block['t']:.3f}) — the history gate"
+        "History: mean 77.9% over 7 recorded runs of this judge, std 2.7%, lower bound"
+        f" {100 * block['lower_bound']:.1f}% (prediction bound (Hahn &amp; Meeker), t = {block['t']:.3f}) — the history gate"
         " **FAILED**." in md
     )
     report["summary"]["history"] = None

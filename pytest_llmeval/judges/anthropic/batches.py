@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pytest_llmeval.core.verdict import JudgeResult
 from pytest_llmeval.errors import JudgeError
@@ -20,8 +20,34 @@ from pytest_llmeval.judges.anthropic.errors import AnthropicJudgeError
 from pytest_llmeval.judges.anthropic.output import InvalidOutput, usage_of
 
 if TYPE_CHECKING:
+    from anthropic import Anthropic
+
     from pytest_llmeval.core.cases import Case
-    from pytest_llmeval.judges.anthropic.judge import AnthropicJudge
+    from pytest_llmeval.core.verdict import Usage
+
+T = TypeVar("T")
+
+
+class BatchJudge(Protocol):
+    """What batching needs of the judge (:class:`~pytest_llmeval.judges.anthropic.judge.
+    AnthropicJudge`): its request, its parser and its client's calls."""
+
+    model: str
+
+    def request_params(
+        self, case: Case, response: str, *, nonce: str | None = None
+    ) -> dict[str, Any]: ...
+
+    def _parse(self, message: Any, usage: Usage) -> JudgeResult: ...
+
+    def _client(self) -> Anthropic: ...
+
+    def _spent(self, usage: Usage, *, batch: bool = False) -> None: ...
+
+    def _ask(self, params: dict[str, Any], parse: Callable[[Any, Usage], T], **kw: Any) -> T: ...
+
+    def _call(self, fn: Callable[[Anthropic], T], *, retry_timeouts: bool = True) -> T: ...
+
 
 # Message Batches API limits (per batch): 100,000 requests or 256 MB, whichever comes first.
 BATCH_MAX_REQUESTS = 100_000
@@ -33,7 +59,7 @@ Request = tuple[str, str, "Case", str, dict[str, Any]]
 class BatchScorer:
     """One :meth:`run` of batch judging for ``judge`` (its client, limiter and usage)."""
 
-    def __init__(self, judge: AnthropicJudge) -> None:
+    def __init__(self, judge: BatchJudge) -> None:
         self.judge = judge
 
     def run(
