@@ -46,17 +46,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import numpy as np
 
-# outcome -> pytest outcome
-OUTCOME_PYTEST = {
-    "passed": "passed",
-    "improvement": "passed",
-    "regression": "failed",
-    "new_failure": "failed",
-    "known_failure": "xfailed",
-    "flaky": "xfailed",
-    "error": "error",
-}
-
 UNCONFIRMED = "unconfirmed: no history for this case; record history or use --llmeval-repeat"
 
 

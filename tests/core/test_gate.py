@@ -12,7 +12,6 @@ from scipy.stats import binom
 from scipy.stats import t as student_t
 
 from pytest_llmeval.core.gate import (
-    OUTCOME_PYTEST,
     UNCONFIRMED,
     BaselineView,
     CaseEvidence,
@@ -30,6 +29,7 @@ from pytest_llmeval.core.gate import (
     pass_rate,
     suite_digest,
 )
+from pytest_llmeval.core.result import OUTCOME_PYTEST
 
 PASS = BaselineView(passed=True)
 FAIL = BaselineView(passed=False, passes=0)
