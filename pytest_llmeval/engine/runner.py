@@ -14,8 +14,6 @@ inline and send only the ones that will need the judge ahead.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import contextlib
 import hashlib
 import inspect
@@ -24,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_llmeval.core.cases import Case
 from pytest_llmeval.core.checks import RuleSettings, finalize, system_error_verdict
@@ -34,6 +32,10 @@ from pytest_llmeval.engine.cache import JudgeCache, KeyParts, key_parts
 from pytest_llmeval.errors import JudgeError
 from pytest_llmeval.judges import is_network_judge
 from pytest_llmeval.judges.base import Judge
+
+if TYPE_CHECKING:  # asyncio only for run-ahead: importing the plugin stays cheap
+    import asyncio
+    import concurrent.futures
 
 
 @dataclass(frozen=True)
@@ -328,6 +330,8 @@ class Evaluator:
         """The pipeline on an event loop. The SUT may run as soon as the case is submitted;
         a judge call waits for ``judge_gate`` (the case entered the judging window) and takes
         one of ``judge_slots``, so SUT calls of later cases overlap with judging."""
+        import asyncio
+
         loop = asyncio.get_running_loop()
         ev = Evaluation(case)
         try:
@@ -386,6 +390,8 @@ def _has_usage(exc: BaseException) -> bool:
 
 
 def _call_any(sut: Callable[[Case], Any], case: Case) -> Any:
+    import asyncio
+
     if inspect.iscoroutinefunction(sut):
         return asyncio.run(sut(case))
     return sut(case)
@@ -442,6 +448,9 @@ class RunAhead:
     """
 
     def __init__(self, evaluator: Evaluator, concurrency: int, sut_concurrency: int) -> None:
+        import asyncio
+        import concurrent.futures
+
         self.evaluator = evaluator
         self.concurrency = concurrency
         self._loop = asyncio.new_event_loop()
@@ -485,6 +494,8 @@ class RunAhead:
     ) -> None:
         """Start ``case`` (once); ``judge`` opens it for judging now, else :meth:`open` later.
         ``known``: what the cache held for it (:meth:`Evaluator.prefetch`)."""
+        import asyncio
+
         if key in self.futures:
             if judge:
                 self.open(key)
@@ -503,6 +514,8 @@ class RunAhead:
             self._loop.call_soon_threadsafe(gate.set)
 
     def result(self, key: str) -> Evaluation:
+        import concurrent.futures
+
         self.open(key)
         self._gates.pop(key, None)
         future = self.futures.pop(key)
@@ -514,6 +527,8 @@ class RunAhead:
 
     def close(self) -> None:
         """Cancel outstanding work promptly, release async clients and stop the loop."""
+        import asyncio
+
         self.futures.clear()
         self._gates.clear()
         done = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
@@ -528,6 +543,8 @@ class RunAhead:
 
     async def _shutdown(self) -> None:
         """On the loop: cancel every pending evaluation, wait for them, close async clients."""
+        import asyncio
+
         current = asyncio.current_task()
         pending = [t for t in asyncio.all_tasks() if t is not current]
         for task in pending:
