@@ -21,8 +21,19 @@ than a 60 s window, which 100 requests in about 20 s could never exceed. Printed
 errored cases (target 0), the server's 429 count, and throughput (judgements per second over
 the run, raw and excluding start-up) as a fraction of the limit (target >= 85%).
 
-The last line is the wall/ideal ratio at concurrency 16 (target <= 1.5x), raw and excluding
-pytest start-up.
+Scenario 3 (issue #13's cold-run target). The same 200 cases against a hand-written
+parametrized pytest file doing the same calls (the SUT sleep, then ``messages.create`` with the
+SDK) for every case on a 16-thread pool, as plain pytest (``-p no:pytest_llmeval``). The two run
+in turn, A B A B, ``--pairs`` times after one warm-up each; the ratio is taken pair by pair.
+Also printed for both: the time from process start to the first judge request (the fake server
+records each request's ``time.monotonic()``, the system-wide clock on Linux).
+``--only-hand-written`` runs this scenario alone.
+
+Bytecode is written to a private ``PYTHONPYCACHEPREFIX`` (as in an installed package, see
+``bench_run.py``), so no run recompiles the plugin.
+
+The last line is scenario 3's median ratio llmeval / hand-written (target <= 1.10x) with the
+min-max spread, and the time to the first judge request of both.
 """
 
 from __future__ import annotations
@@ -33,6 +44,7 @@ import json
 import os
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,6 +59,7 @@ FAKE_SERVER = ROOT / "tests" / "fake_anthropic.py"
 BENCH_KEY = "sk-ant-bench-not-a-real-key-0000000000"
 TARGET_RATIO = 1.5
 TARGET_THROUGHPUT = 0.85
+TARGET_HAND_WRITTEN = 1.10
 
 CONFTEST = """\
 import time
@@ -72,6 +85,7 @@ class Run:
     summary: dict[str, Any]
     server: str
     tail: str
+    first_request: float | None = None  # seconds from process start to the first judge request
 
 
 # Runs tests/fake_anthropic.py as a script with a larger listen backlog. socketserver's default
@@ -79,12 +93,26 @@ class Run:
 # retransmits after 1 s: a stall of the fake server, not of the plugin (a real API endpoint
 # accepts bursts). --listen-backlog 5 reproduces the fake's own default.
 SERVER_BOOT = """\
-import runpy, socketserver, sys
+import importlib.util, socketserver, sys
 socketserver.TCPServer.request_queue_size = int(sys.argv[1])
-sys.argv = sys.argv[2:]
-runpy.run_path(sys.argv[0], run_name="__main__")
+spec = importlib.util.spec_from_file_location("fake_anthropic_bench", sys.argv[2])
+fake = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(fake)
+stop = fake.FakeAnthropic.stop
+
+
+def stop_and_tell(self):
+    arrivals = [r.time for r in self.requests if r.path == "/v1/messages"]
+    if arrivals:  # time.monotonic() of this machine: comparable with the benchmark's own
+        print(f"first message request at monotonic {min(arrivals):.6f}", file=sys.stderr)
+    stop(self)
+
+
+fake.FakeAnthropic.stop = stop_and_tell
+sys.exit(fake.main(sys.argv[3:]))
 """
 LISTEN_BACKLOG = [128]
+PYCACHE = [str(Path(tempfile.gettempdir()) / "llmeval-bench-pycache")]
 
 
 @contextlib.contextmanager
@@ -112,7 +140,10 @@ def fake_server(*args: str) -> Iterator[tuple[str, list[str]]]:
         except subprocess.TimeoutExpired:
             proc.kill()
             _, err = proc.communicate()
-        summary.append(err.strip().splitlines()[-1] if err.strip() else "")
+        lines = err.strip().splitlines()
+        first = [ln for ln in lines if ln.startswith("first message request at monotonic ")]
+        summary.append(lines[-1] if lines else "")
+        summary.append(first[0].rsplit(" ", 1)[1] if first else "")
 
 
 def write_project(root: Path, cases: int, sut_latency: float, extra_ini: str = "") -> Path:
@@ -144,7 +175,8 @@ def environment(url: str | None) -> dict[str, str]:
     if url is not None:
         env["ANTHROPIC_BASE_URL"] = url
     env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = PYCACHE[0]
     return env
 
 
@@ -186,6 +218,7 @@ def run_pytest(project: Path, server_args: list[str], *args: str) -> Run:
     report = project / "report.json"
     with fake_server(*server_args) as (url, server):
         t0 = time.perf_counter()
+        started = time.monotonic()
         proc = subprocess.run(
             pytest_cmd("--llmeval-no-cache", "--llmeval-report", str(report), *args),
             cwd=project,
@@ -199,7 +232,81 @@ def run_pytest(project: Path, server_args: list[str], *args: str) -> Run:
         raise RuntimeError(f"pytest wrote no report (exit {proc.returncode}): {tail}")
     summary = json.loads(report.read_text(encoding="utf-8"))["summary"]
     report.unlink()
-    return Run(wall, summary, server[0] if server else "", tail)
+    first = float(server[1]) - started if len(server) > 1 and server[1] else None
+    return Run(wall, summary, server[0] if server else "", tail, first)
+
+
+HAND_WRITTEN = """\
+import concurrent.futures
+import json
+import time
+
+import anthropic
+import pytest
+
+N = {cases}
+SUT_LATENCY = {sut_latency!r}
+client = anthropic.Anthropic(max_retries=4, timeout=60.0)
+pool = concurrent.futures.ThreadPoolExecutor(max_workers={concurrency})
+futures = {{}}
+
+
+def sut(i):
+    time.sleep(SUT_LATENCY)  # the same synchronous, network-bound SUT
+    return f"Parcel case-{{i:04d}} stays in the locker for five days. [[score=0.9]]"
+
+
+def evaluate(i):
+    answer = sut(i)
+    message = client.messages.create(
+        model="claude-haiku-4-5",
+        max_tokens=1024,
+        system="You grade answers. Reply with JSON: score (0 to 1), passed, reasoning.",
+        messages=[{{
+            "role": "user",
+            "content": f"<question>How long does parcel {{i}} stay in the locker?</question>"
+            "<ground_truth>Five days after delivery.</ground_truth>"
+            f"<response>{{answer}}</response>",
+        }}],
+    )
+    return json.loads(message.content[0].text)
+
+
+@pytest.mark.parametrize("i", range(N))
+def test_case(i):
+    if not futures:  # the first test starts every case on the pool
+        futures.update({{j: pool.submit(evaluate, j) for j in range(N)}})
+    verdict = futures[i].result()
+    assert verdict["score"] >= 0.7
+"""
+
+
+def write_hand_written(root: Path, cases: int, sut_latency: float, concurrency: int) -> Path:
+    root.mkdir(parents=True)
+    (root / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
+    text = HAND_WRITTEN.format(cases=cases, sut_latency=sut_latency, concurrency=concurrency)
+    (root / "test_hand_written.py").write_text(text, encoding="utf-8")
+    return root
+
+
+def run_hand_written(project: Path, server_args: list[str], cases: int) -> Run:
+    """The hand-written thread-pool file, as plain pytest (the plugin off)."""
+    with fake_server(*server_args) as (url, server):
+        t0 = time.perf_counter()
+        started = time.monotonic()
+        proc = subprocess.run(
+            pytest_cmd("-p", "no:pytest_llmeval"),
+            cwd=project,
+            env=environment(url),
+            capture_output=True,
+            text=True,
+        )
+        wall = time.perf_counter() - t0
+    tail = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr
+    if proc.returncode != 0 or f"{cases} passed" not in tail:
+        raise RuntimeError(f"the hand-written file failed (exit {proc.returncode}): {tail}")
+    first = float(server[1]) - started if len(server) > 1 and server[1] else None
+    return Run(wall, {}, server[0] if server else "", tail, first)
 
 
 def request_span(server_line: str) -> float | None:
@@ -225,6 +332,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-sequential", action="store_true", help="no concurrency-1 run")
     parser.add_argument("--repeat", type=int, default=3, help="runs at the top concurrency")
     parser.add_argument(
+        "--pairs", type=int, default=5, help="llmeval / hand-written pairs (scenario 3)"
+    )
+    parser.add_argument("--only-hand-written", action="store_true", help="scenario 3 only")
+    parser.add_argument(
         "--listen-backlog", type=int, default=128, help="fake server's TCP listen backlog"
     )
     args = parser.parse_args(argv)
@@ -233,7 +344,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     per_case = args.sut_latency + args.judge_latency
     with tempfile.TemporaryDirectory(prefix="bench_concurrency_") as tmp:
+        PYCACHE[0] = str(Path(tmp) / "pycache")
         speed = write_project(Path(tmp) / "speed", args.cases, args.sut_latency)
+        latency = ["--latency", str(args.judge_latency)]
+        hand = write_hand_written(
+            Path(tmp) / "hand", args.cases, args.sut_latency, args.concurrency
+        )
+        versus = hand_written_pairs(speed, hand, latency, args)
+        if args.only_hand_written:
+            print(versus)
+            return 0
         base = startup(speed)
         imp = import_cost()
         print(
@@ -244,7 +364,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fake server listen backlog: {args.listen_backlog} (socketserver default: 5)")
         print(f"pytest start-up (collect-only, best of 3): {base:.2f} s")
         print(f"import anthropic (paid at the first judgement, inside the run): {imp:.2f} s")
-        latency = ["--latency", str(args.judge_latency)]
         walls: dict[int, Run] = {}
         levels = [args.concurrency] if args.skip_sequential else [1, args.concurrency]
         for level in levels:
@@ -324,7 +443,54 @@ def main(argv: list[str] | None = None) -> int:
         f" {(top.wall - base - imp) / ideal:.2f}x excluding start-up and the SDK import"
         f" (target <= {TARGET_RATIO}x)"
     )
+    print(versus)
     return 0
+
+
+def hand_written_pairs(
+    speed: Path, hand: Path, latency: list[str], args: argparse.Namespace
+) -> str:
+    """Scenario 3: llmeval at ``--concurrency`` against the hand-written thread-pool file, A B
+    A B ... ``--pairs`` times after one warm-up each; returns the closing line."""
+    cases = args.cases
+    level = str(args.concurrency)
+    run_pytest(speed, latency, "--llmeval-concurrency", level)
+    run_hand_written(hand, latency, cases)
+    ours: list[Run] = []
+    theirs: list[Run] = []
+    for _ in range(args.pairs):
+        one = run_pytest(speed, latency, "--llmeval-concurrency", level)
+        if one.summary["passed"] != cases or one.summary["judge_calls"] != cases:
+            raise RuntimeError(f"not every case judged: {one.tail}")
+        ours.append(one)
+        theirs.append(run_hand_written(hand, latency, cases))
+    ratios = [a.wall / b.wall for a, b in zip(ours, theirs, strict=True)]
+
+    def spread(values: list[float], unit: str) -> str:
+        return f"{statistics.median(values):.2f}{unit} ({min(values):.2f}-{max(values):.2f})"
+
+    def firsts(runs: list[Run]) -> str:
+        known = [r.first_request for r in runs if r.first_request is not None]
+        return spread(known, " s") if known else "n/a"
+
+    print(
+        f"scenario 3: {cases} cases, SUT {args.sut_latency * 1000:.0f} ms, judge"
+        f" {args.judge_latency * 1000:.0f} ms, concurrency {level}, {args.pairs} pairs"
+    )
+    print(
+        f"llmeval:      wall {spread([r.wall for r in ours], ' s')},"
+        f" process start to first judge request {firsts(ours)}"
+    )
+    print(
+        f"hand-written: wall {spread([r.wall for r in theirs], ' s')},"
+        f" process start to first judge request {firsts(theirs)}"
+        " (a parametrized pytest file, SUT + judge per case on a thread pool)"
+    )
+    return (
+        f"ratio llmeval/hand-written thread pool, cold run, median of {args.pairs} pairs:"
+        f" {spread(ratios, 'x')} (target <= {TARGET_HAND_WRITTEN:.2f}x);"
+        f" first judge request {firsts(ours)} vs {firsts(theirs)}"
+    )
 
 
 if __name__ == "__main__":

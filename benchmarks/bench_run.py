@@ -1,30 +1,55 @@
-"""Full-run speed: 10,000 JSONL cases with cached verdicts vs 10,000 trivial Python tests.
+"""Cached reruns: JSONL cases whose verdicts are all cached vs plain pytest, pair by pair.
 
 Run by hand (not in CI): ``/work/venv/bin/python benchmarks/bench_run.py``.
-The JSONL project has a trivial SUT (it echoes the case's ground truth) and the local judge.
-One untimed run with ``--llmeval-update-baseline`` warms the judge cache and writes the baseline,
-as CI would find them; then each project runs ``pytest -q -p no:cacheprovider`` ``--repeat``
-times in a subprocess and the best wall time counts. The Python project gets one untimed
-warm-up run too (bytecode). The last line is the ratio JSONL / Python (target: at most 1.5x).
+
+Each scenario is ``JUDGE:CASES``: ``local`` (the built-in judge), ``custom`` (``--llmeval-judge``
+``myjudge:judge``, a plain function) or ``anthropic`` (the Claude judge). The JSONL project's
+SUT echoes the case's ground truth. One untimed run with ``--llmeval-update-baseline`` fills
+the judge cache and writes the baseline (for ``anthropic`` against the fake Messages API in
+``tests/fake_anthropic.py``, which is then stopped: the timed reruns point at a closed port, so
+a single request would fail the run). The comparison is plain pytest with as many trivial
+parametrized tests. Both run ``pytest -q -p no:cacheprovider`` in a fresh interpreter, A B A B
+... ``--pairs`` times after one warm-up each; each run's wall time (``time.perf_counter``) and
+peak RSS (``os.wait4``'s ``ru_maxrss`` of the pytest process) are taken, and the ratios
+JSONL/plain are taken pair by pair: the median counts, min-max shows the spread.
+
+Bytecode is written (to a private ``PYTHONPYCACHEPREFIX``) even when ``PYTHONDONTWRITEBYTECODE``
+is set, as in an installed package: otherwise every run recompiles the plugin and pytest
+re-rewrites its asserts, a cost real installs do not pay.
+
+Each rerun is checked: every case a cache hit, no judge call, and (``anthropic``) the SDK never
+imported (a conftest prints ``'anthropic' in sys.modules`` at ``pytest_unconfigure``).
+The last line holds every scenario's median ratios (targets, issue #13: local and custom
+<= 1.10x at 10,000 and 20,000 cases, anthropic <= 1.3x at 2,000; peak RSS <= 1.10x).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
+import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from bench_collect import describe  # the script's folder is on sys.path
-
-TARGET_RATIO = 1.5
+ROOT = Path(__file__).resolve().parent.parent
+FAKE_SERVER = ROOT / "tests" / "fake_anthropic.py"
+BENCH_KEY = "sk-ant-bench-not-a-real-key-0000000000"
+TARGETS = {"local": 1.10, "custom": 1.10, "anthropic": 1.30}
+RSS_TARGET = 1.10
+DEFAULT_SCENARIOS = "local:10000,custom:10000,local:20000,custom:20000,anthropic:2000"
 
 CONFTEST = """\
+import sys
+
 import pytest
 
 
@@ -34,14 +59,100 @@ def llmeval_sut():
         return case.ground_truth
 
     return answer
+
+
+def pytest_unconfigure(config):
+    print(f"bench: anthropic imported: {'anthropic' in sys.modules}")
+"""
+
+CUSTOM_JUDGE = """\
+def judge(case, response):
+    return 1.0 if response == case.ground_truth else 0.0
 """
 
 
-def write_jsonl_project(root: Path, cases: int) -> Path:
-    project = root / "jsonl_project"
+# -- running a command, its wall time and peak RSS ---------------------------------------------
+@dataclass(frozen=True)
+class Run:
+    wall: float
+    peak_mib: float
+    returncode: int
+    stdout: str
+
+
+def bench_env(pycache: Path, **extra: str) -> dict[str, str]:
+    """The environment of a timed run: bytecode written to ``pycache``, no step summary."""
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.pop("GITHUB_STEP_SUMMARY", None)
+    env["PYTHONPYCACHEPREFIX"] = str(pycache)
+    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+    env.update(extra)
+    return env
+
+
+def timed(command: Sequence[str], cwd: Path, env: dict[str, str]) -> Run:
+    """Run ``command``; its wall time and the peak RSS of that process (``os.wait4``)."""
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as out:
+        start = time.perf_counter()
+        proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        out.seek(0)
+        text = out.read()
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+    return Run(wall, usage.ru_maxrss * scale / 2**20, proc.returncode, text)
+
+
+def spread(values: Sequence[float], unit: str = "x", digits: int = 2) -> str:
+    """``median (min-max)``."""
+    med, low, high = statistics.median(values), min(values), max(values)
+    return f"{med:.{digits}f}{unit} ({low:.{digits}f}-{high:.{digits}f})"
+
+
+@dataclass(frozen=True)
+class Pairs:
+    a: list[Run]
+    b: list[Run]
+
+    @property
+    def wall_ratios(self) -> list[float]:
+        return [x.wall / y.wall for x, y in zip(self.a, self.b, strict=True)]
+
+    @property
+    def rss_ratios(self) -> list[float]:
+        return [x.peak_mib / y.peak_mib for x, y in zip(self.a, self.b, strict=True)]
+
+
+def pairs(run_a: Callable[[], Run], run_b: Callable[[], Run], n: int) -> Pairs:
+    """``n`` runs of A and of B in turn (A B A B ...), after one warm-up of each."""
+    run_a()
+    run_b()
+    out_a: list[Run] = []
+    out_b: list[Run] = []
+    for _ in range(n):
+        out_a.append(run_a())
+        out_b.append(run_b())
+    return Pairs(out_a, out_b)
+
+
+def describe_runs(name: str, runs: Sequence[Run], width: int = 30) -> str:
+    walls = [r.wall for r in runs]
+    peaks = [r.peak_mib for r in runs]
+    return f"{name:<{width}} wall {spread(walls, ' s')}   peak RSS {spread(peaks, ' MiB', 1)}"
+
+
+# -- the projects --------------------------------------------------------------------------------
+def write_jsonl_project(root: Path, cases: int, judge: str = "local") -> Path:
+    project = root / f"jsonl_{judge}_{cases}"
     project.mkdir()
-    (project / "pytest.ini").write_text("[pytest]\nllmeval_judge = local\n", encoding="utf-8")
+    spec = {"local": "local", "custom": "myjudge:judge", "anthropic": "anthropic"}[judge]
+    (project / "pytest.ini").write_text(
+        f"[pytest]\nllmeval_judge = {spec}\nllmeval_step_summary = false\n", encoding="utf-8"
+    )
     (project / "conftest.py").write_text(CONFTEST, encoding="utf-8")
+    (project / "myjudge.py").write_text(CUSTOM_JUDGE, encoding="utf-8")
     with open(project / "llmeval_bench.jsonl", "w", encoding="utf-8") as out:
         for i in range(cases):
             line = {
@@ -56,7 +167,7 @@ def write_jsonl_project(root: Path, cases: int) -> Path:
 
 
 def write_python_project(root: Path, tests: int) -> Path:
-    project = root / "python_project"
+    project = root / f"python_{tests}"
     project.mkdir()
     (project / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
     (project / "test_bench.py").write_text(
@@ -72,54 +183,144 @@ def write_python_project(root: Path, tests: int) -> Path:
     return project
 
 
-def run_seconds(project: Path, expected: int, *extra: str) -> tuple[float, str]:
-    """Wall time and stdout of one ``pytest -q`` run of ``project`` in a fresh interpreter."""
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *extra]
-    start = time.perf_counter()
-    done = subprocess.run(
-        command, cwd=project, capture_output=True, text=True, check=False, timeout=3600
+SERVER_BOOT = """\
+import runpy, socketserver, sys
+socketserver.TCPServer.request_queue_size = 128
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+@contextlib.contextmanager
+def fake_server(*args: str) -> Iterator[str]:
+    """The fake Messages API in a subprocess; yields its URL."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVER_BOOT, str(FAKE_SERVER), "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
-    elapsed = time.perf_counter() - start
-    if done.returncode != 0 or f"{expected} passed" not in done.stdout:
-        tail = "\n".join(done.stdout.strip().splitlines()[-15:])
-        sys.exit(
-            f"run of {project.name} failed (exit {done.returncode}):\n{tail}\n{done.stderr[-2000:]}"
-        )
-    return elapsed, done.stdout
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        if not url.startswith("http://127.0.0.1:"):
+            raise RuntimeError(f"the fake server did not start: {url!r}")
+        yield url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def closed_port_url() -> str:
+    """A URL nothing listens on: a request there fails at once."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+PYTEST = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+
+
+def check_rerun(run: Run, cases: int, judge: str) -> None:
+    hits = re.search(r"cache hits: (\d+)", run.stdout)
+    calls = re.search(r"judge calls: (\d+)", run.stdout)
+    problems = []
+    if run.returncode != 0 or f"{cases} passed" not in run.stdout:
+        problems.append(f"exit {run.returncode}")
+    if hits is None or int(hits.group(1)) != cases:
+        problems.append(f"cache hits {hits.group(1) if hits else '?'} of {cases}")
+    if calls is not None and int(calls.group(1)) != 0:
+        problems.append(f"{calls.group(1)} judge calls")
+    if judge == "anthropic" and "bench: anthropic imported: False" not in run.stdout:
+        problems.append("the anthropic SDK was imported")
+    if problems:
+        tail = "\n".join(run.stdout.strip().splitlines()[-15:])
+        sys.exit(f"{judge} rerun is not a clean cached rerun ({'; '.join(problems)}):\n{tail}")
+
+
+def scenario(root: Path, judge: str, cases: int, n: int, pycache: Path) -> Pairs:
+    jsonl = write_jsonl_project(root, cases, judge)
+    python = root / f"python_{cases}"
+    if not python.exists():
+        python = write_python_project(root, cases)
+    extra = {"PYTHONPATH": str(jsonl)} if judge == "custom" else {}
+    fill = ["--llmeval-update-baseline"]
+    if judge == "anthropic":
+        with fake_server() as url:
+            env = bench_env(pycache, ANTHROPIC_API_KEY=BENCH_KEY, ANTHROPIC_BASE_URL=url)
+            first = timed([*PYTEST, *fill], jsonl, env)
+        extra = {"ANTHROPIC_API_KEY": BENCH_KEY, "ANTHROPIC_BASE_URL": closed_port_url()}
+    else:
+        first = timed([*PYTEST, *fill], jsonl, bench_env(pycache, **extra))
+    if first.returncode != 0:
+        sys.exit(f"{judge}: the cache fill failed:\n{first.stdout[-3000:]}")
+    print(f"{judge} {cases:,}: cache filled in {first.wall:.2f} s")
+    env_a = bench_env(pycache, **extra)
+    env_b = bench_env(pycache)
+
+    def run_a() -> Run:
+        run = timed(PYTEST, jsonl, env_a)
+        check_rerun(run, cases, judge)
+        return run
+
+    def run_b() -> Run:
+        run = timed(PYTEST, python, env_b)
+        if run.returncode != 0:
+            sys.exit(f"plain pytest failed:\n{run.stdout[-2000:]}")
+        return run
+
+    return pairs(run_a, run_b, n)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", type=int, default=10_000, help="cases / tests per project")
-    parser.add_argument("--repeat", type=int, default=3, help="timed runs per project")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "--scenarios", default=DEFAULT_SCENARIOS, help="JUDGE:CASES,... (local|custom|anthropic)"
+    )
+    parser.add_argument("--pairs", type=int, default=5, help="timed A B pairs per scenario")
     args = parser.parse_args()
+    wanted = []
+    for item in args.scenarios.split(","):
+        judge, _, count = item.strip().partition(":")
+        if judge not in TARGETS or not count.isdigit():
+            parser.error(f"bad scenario {item!r}: expected JUDGE:CASES")
+        wanted.append((judge, int(count)))
 
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {os.getloadavg()}")
+    summary = []
     with tempfile.TemporaryDirectory(prefix="llmeval-bench-run-") as tmp:
         root = Path(tmp)
-        jsonl = write_jsonl_project(root, args.cases)
-        python = write_python_project(root, args.cases)
-        print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {os.getloadavg()}")
-        print(f"running {args.cases:,} items, best of {args.repeat} after one warm-up run each")
-
-        run_seconds(python, args.cases)
-        python_runs = [run_seconds(python, args.cases)[0] for _ in range(args.repeat)]
-        print(describe("parametrized Python tests", python_runs, 34))
-
-        warm, _ = run_seconds(jsonl, args.cases, "--llmeval-update-baseline")
-        print(f"{'JSONL warm-up (judge + baseline)':<34} {warm:7.2f} s")
-        jsonl_runs = []
-        for _ in range(args.repeat):
-            elapsed, stdout = run_seconds(jsonl, args.cases)
-            jsonl_runs.append(elapsed)
-            hits = re.search(r"cache hits: (\d+)", stdout)
-            if hits is None or int(hits.group(1)) != args.cases:
-                found = hits.group(0) if hits else "no 'cache hits' in the summary"
-                print(f"warning: expected {args.cases} cache hits, got: {found}")
-        print(describe("JSONL cases, cached verdicts", jsonl_runs, 34))
+        pycache = root / "pycache"
+        for judge, cases in wanted:
+            result = scenario(root, judge, cases, args.pairs, pycache)
+            label = f"{judge} judge, {cases:,} cached cases"
+            print(describe_runs(label, result.a, 34))
+            print(describe_runs(f"plain pytest, {cases:,} tests", result.b, 34))
+            wall, rss = result.wall_ratios, result.rss_ratios
+            per_case = [
+                (a.wall - b.wall) / cases * 1e6 for a, b in zip(result.a, result.b, strict=True)
+            ]
+            print(
+                f"  ratio llmeval/plain, pair by pair over {args.pairs}: wall {spread(wall)},"
+                f" peak RSS {spread(rss)}; extra per case {spread(per_case, ' us', 0)}"
+            )
+            summary.append(
+                f"{judge} {cases:,}: wall {statistics.median(wall):.2f}x"
+                f" [{min(wall):.2f}-{max(wall):.2f}] (target <= {TARGETS[judge]:.2f}x),"
+                f" RSS {statistics.median(rss):.2f}x [{min(rss):.2f}-{max(rss):.2f}]"
+            )
         print(f"load after: {os.getloadavg()}")
-    ratio = min(jsonl_runs) / min(python_runs)
-    verdict = "OK" if ratio <= TARGET_RATIO else "ABOVE TARGET"
-    print(f"ratio JSONL/Python full run: {ratio:.2f}x (target <= {TARGET_RATIO:.1f}x, {verdict})")
+    print(
+        f"cached rerun vs plain pytest, median of pairs (RSS target <= {RSS_TARGET:.2f}x): "
+        + "; ".join(summary)
+    )
 
 
 if __name__ == "__main__":
