@@ -5,7 +5,7 @@ Production traffic is recorded in one SQLite file (default ``.llmeval/online.sql
 :class:`EventStore`; the schema and the aggregates kept at ingest are in :mod:`.schema`):
 
 * **responses**: one row per response shown to a user (``response_id`` is the key). A response
-  record *is* the "response shown" signal; the seed's separate ``response_shown`` event becomes a
+  record *is* the "response shown" signal; a separate ``response_shown`` event becomes a
   minimal response row that a later full record completes.
 * **events**: what users did: ``copy``, ``continue``, ``rephrase_retry`` (with
   ``delay_seconds``), ``thumbs_up``, ``thumbs_down``, a session completion event
@@ -63,10 +63,10 @@ A session is every response sharing a ``session_id`` (responses without one coun
 response metrics only), including its responses shown before the window. A response with both
 thumbs counts its *latest* one (a user changing their mind; at equal times thumbs-down wins). A
 rephrase-retry without ``delay_seconds`` takes ``event time - response time``. A window with no
-responses gives ``rate: None`` and ``ci: None`` — never 0 or the seed's 0.5. Intervals are 95%
+responses gives ``rate: None`` and ``ci: None`` — never 0 or a made-up 0.5. Intervals are 95%
 Wilson score intervals (Wilson, *JASA* 22, 1927) from :func:`pytest_llmeval.stats.proportion_ci`.
 
-Unlike the seed (``copies / responses_shown`` over raw event counts, which double-counts repeated
+Unlike the naive computation (``copies / responses_shown`` over raw event counts, which double-counts repeated
 copies and can exceed 1), every rate here is a proportion of units, so its interval is valid.
 """
 

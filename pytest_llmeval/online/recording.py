@@ -1,4 +1,4 @@
-"""The seed's one-record conveniences, written through :meth:`EventStore.record_batch`."""
+"""The usual one-record conveniences, written through :meth:`EventStore.record_batch`."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ class Recorder:
         )
         return report.events_added == 1
 
-    # The seed's conveniences, with its argument order (session first).
+    # The usual conveniences, with its argument order (session first).
 
     def record_response_shown(
         self, session_id: str, response_id: str, *, timestamp: float | None = None
@@ -135,7 +135,7 @@ class Recorder:
         timestamp: float | str | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> None:
-        """Log a production failure for the flywheel (the seed's ``log_production_failure``).
+        """Log a production failure for the flywheel (the usual ``log_production_failure``).
 
         ``question`` may be None when ``response_id`` names a stored response: the flywheel
         then takes the question from it.

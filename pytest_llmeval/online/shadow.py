@@ -1,7 +1,7 @@
 """Shadow evaluation: a candidate system answers production questions silently, a pairwise
 judge compares its answers with production's, and a sign test decides.
 
-Unlike the seed's ``ShadowEvaluator`` (one judge call in one order, a raw "more than 55%
+Unlike the usual ``ShadowEvaluator`` (one judge call in one order, a raw "more than 55%
 preferred" promotion rule), here:
 
 * the judge is a :class:`~pytest_llmeval.judges.base.PairwiseJudge`, which asks in both orders
@@ -198,7 +198,7 @@ def probe_verbosity(
 
 @dataclass(frozen=True)
 class ShadowReport:
-    """The aggregate of a shadow run (the seed's ``aggregate_results``, made sound)."""
+    """The aggregate of a shadow run (the usual ``aggregate_results``, made sound)."""
 
     n: int
     compared: int
@@ -326,7 +326,7 @@ class ShadowEvaluator:
 
     ``production_sut``/``shadow_sut`` are callables (sync or async) taking a
     :class:`~pytest_llmeval.core.cases.Case` (or the question text with ``call_with="question"``,
-    as in the seed) and returning the answer text. ``judge`` is a
+    as usual) and returning the answer text. ``judge`` is a
     :class:`~pytest_llmeval.judges.base.PairwiseJudge`; it sees production as response A.
 
     Example::
@@ -388,7 +388,7 @@ class ShadowEvaluator:
         return ShadowComparison(item, production, shadow, result)
 
     def run_shadow(self, question: str) -> ShadowComparison:
-        """The seed's single-question call: compare, remember and return one comparison."""
+        """The usual single-question call: compare, remember and return one comparison."""
         comparison = self._compare(ShadowItem(question=question))
         self._comparisons.append(comparison)
         return comparison
@@ -422,7 +422,7 @@ class ShadowEvaluator:
         )
 
     def aggregate_results(self) -> dict[str, Any]:
-        """The seed's name: the aggregate of every comparison so far, as plain builtins."""
+        """The usual name: the aggregate of every comparison so far, as plain builtins."""
         return self.report().to_dict(include_comparisons=False)
 
 

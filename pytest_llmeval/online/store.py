@@ -353,7 +353,7 @@ class EventStore(Recorder):
         max_delay_s: float = DEFAULT_MAX_DELAY_S,
         completion_event: str = DEFAULT_COMPLETION_EVENT,
     ) -> dict[str, Any]:
-        """The seed's ``get_dashboard`` with counts and intervals, as plain builtins.
+        """The familiar ``get_dashboard`` with counts and intervals, as plain builtins.
 
         Keys: ``window`` (since/until/seconds), ``max_delay_s``, ``responses_shown``,
         ``sessions``, ``unattributed_events``, each metric of :data:`METRICS` and

@@ -17,7 +17,7 @@ SCHEMA_VERSION = 1
 DEFAULT_MAX_DELAY_S = 30.0
 DEFAULT_COMPLETION_EVENT = "task_complete"
 
-#: The dashboard's rate metrics (the seed's names) and whether higher is better.
+#: The dashboard's rate metrics (the usual names) and whether higher is better.
 METRICS: dict[str, bool] = {
     "copy_rate": True,
     "session_continuation_rate": True,

@@ -1,4 +1,4 @@
-"""A/B experiment analysis with guardrails, and the seed-compatible ``ABTestDesigner``."""
+"""A/B experiment analysis with guardrails, and ``ABTestDesigner`` with the familiar method names."""
 
 from __future__ import annotations
 
@@ -248,18 +248,18 @@ def analyze_experiment(
 
 
 # ---------------------------------------------------------------------------
-# the seed-compatible object behind the ``llmeval_ab`` fixture
+# the object behind the ``llmeval_ab`` fixture
 # ---------------------------------------------------------------------------
 
 
 class ABTestDesigner:
-    """The seed's ``ABTestDesigner`` method names with exact statistics.
+    """The familiar ``ABTestDesigner`` method names, with exact statistics.
 
-    Drop-in for code written against the seed, with these deliberate differences:
+    Drop-in for code written against the usual interface, with these deliberate differences:
 
     * alpha and power are honoured (exact quantiles, not 1.96/0.842), p-values are exact;
     * ``z_score`` is positive when the treatment (arm 2) is higher, like
-      :func:`two_proportion_test` (the seed computed ``(p1 - p2)/se``, the opposite sign);
+      :func:`two_proportion_test` (a common implementation computes ``(p1 - p2)/se``, the opposite sign);
     * ``direction`` is ``"no_difference"`` for equal rates, ``relative_lift`` is ``None`` when
       the control rate is 0, and invalid input raises ``ValueError`` instead of returning a
       made-up "not significant";
@@ -321,7 +321,7 @@ class ABTestDesigner:
     def two_proportion_z_test(
         n1: int, p1: float, n2: int, p2: float, *, alpha: float = 0.05
     ) -> dict[str, Any]:
-        """The seed's dict (``z_score``, ``p_value``, ``significant``, ``direction``,
+        """The familiar dict (``z_score``, ``p_value``, ``significant``, ``direction``,
         ``relative_lift``) from observed rates; ``z_score > 0`` when ``p2 > p1``.
 
         Extra keys: ``diff``, ``ci_low``, ``ci_high`` (Newcombe 95% interval of ``p2 - p1``).
@@ -343,12 +343,12 @@ class ABTestDesigner:
         alpha: float = 0.05,
         direction: str = "higher",
     ) -> dict[str, Any]:
-        """The seed's dict (``metric``, ``control``, ``treatment``, ``statistical_test``,
+        """The familiar dict (``metric``, ``control``, ``treatment``, ``statistical_test``,
         ``recommendation`` in ``ship_treatment``/``no_ship``/``inconclusive``).
 
         Runs :func:`analyze_experiment`, so ``mde`` and ``guardrails`` work here too; extra keys
         ``reasons``, ``practically_significant`` and ``guardrails`` explain the decision. A
-        missing metric raises ``ValueError`` (the seed silently used 0).
+        missing metric raises ``ValueError`` (never a silent 0).
         """
         analysis = analyze_experiment(
             control_metrics,
