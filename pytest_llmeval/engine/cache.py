@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_llmeval.core.cases import Case
+from pytest_llmeval.core.secrets import scrub
 from pytest_llmeval.core.verdict import JudgeIdentity, JudgeResult
 from pytest_llmeval.engine.store import ensure_state_dir
 from pytest_llmeval.errors import JudgeError
@@ -232,7 +233,8 @@ class JudgeCache:
     def put(self, key: str, result: JudgeResult, prekey: str | None = None) -> None:
         self._run(
             "INSERT OR REPLACE INTO verdicts (key, result, created, prekey) VALUES (?, ?, ?, ?)",
-            (key, json.dumps(result.to_dict(), sort_keys=True), time.time(), prekey),
+            # a verdict's texts (a custom judge's reasoning may quote the answer) never carry a key
+            (key, scrub(json.dumps(result.to_dict(), sort_keys=True)), time.time(), prekey),
             write=True,
         )
 

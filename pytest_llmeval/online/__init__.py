@@ -66,8 +66,9 @@ rephrase-retry without ``delay_seconds`` takes ``event time - response time``. A
 responses gives ``rate: None`` and ``ci: None`` — never 0 or a made-up 0.5. Intervals are 95%
 Wilson score intervals (Wilson, *JASA* 22, 1927) from :func:`pytest_llmeval.stats.proportion_ci`.
 
-Unlike the naive computation (``copies / responses_shown`` over raw event counts, which double-counts repeated
-copies and can exceed 1), every rate here is a proportion of units, so its interval is valid.
+Unlike the naive computation (``copies / responses_shown`` over raw event counts, which
+double-counts repeated copies and can exceed 1), every rate here is a proportion of units, so
+its interval is valid.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A/B experiment analysis with guardrails, and ``ABTestDesigner`` with the familiar method names."""
+"""A/B experiment analysis with guardrails, and ``ABTestDesigner`` (familiar method names)."""
 
 from __future__ import annotations
 
@@ -259,7 +259,8 @@ class ABTestDesigner:
 
     * alpha and power are honoured (exact quantiles, not 1.96/0.842), p-values are exact;
     * ``z_score`` is positive when the treatment (arm 2) is higher, like
-      :func:`two_proportion_test` (a common implementation computes ``(p1 - p2)/se``, the opposite sign);
+      :func:`two_proportion_test` (a common implementation computes ``(p1 - p2)/se``, the
+      opposite sign);
     * ``direction`` is ``"no_difference"`` for equal rates, ``relative_lift`` is ``None`` when
       the control rate is 0, and invalid input raises ``ValueError`` instead of returning a
       made-up "not significant";

@@ -196,11 +196,25 @@ def test_key_text_in_an_answer_is_scrubbed_everywhere(
 ) -> None:
     """Item 15: the key never reaches a file or the terminal, whoever put it in a text."""
     monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET)
+    project.module(
+        "echo_judge",
+        """
+        network = False
+
+        def judge(case, response):
+            from pytest_llmeval import JudgeResult
+
+            return JudgeResult(score=0.9, reasoning="the answer was: " + response)
+        """,
+    )
+    project.ini(llmeval_judge="echo_judge:judge")  # its reasoning repeats the answer
     three_cases(project)
     project.answers({"a": f"30 days from delivery. {SECRET}", "b": SECRET, "c": project.GOOD})
     result = project.run("--llmeval-report=r.json", "--llmeval-report=r.md", "--junitxml=j.xml")
     assert SECRET not in result.stdout.str() + result.stderr.str()
-    assert "[redacted]" in result.stdout.str()
+    cases = {c["id"]: c for c in json.loads((project.path / "r.json").read_text())["cases"]}
+    assert cases["b"]["response"] == "[redacted]"
+    assert cases["b"]["reasoning"] == "the answer was: [redacted]"
     for path in project.path.rglob("*"):
         if path.is_file() and path.suffix != ".py" and path.name != "answers.json":
             assert SECRET.encode() not in path.read_bytes(), path
