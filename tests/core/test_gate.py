@@ -478,12 +478,22 @@ def test_pass_rate() -> None:
 
 def test_history_for_judge_keeps_lines_without_a_judge() -> None:
     mine, other = {**JUDGE}, {**JUDGE, "model": "x"}
-    history = [{"judge": mine}, {"judge": other}, {}, {"judge": {"model": "no name"}}]
+    history: list[dict[str, Any]] = [
+        {"judge": mine},
+        {"judge": other},
+        {},
+        {"judge": {"model": "no name"}},
+    ]
     assert history_for_judge(history, mine) == [history[0], history[2], history[3]]
 
 
 def test_flaky_from_history_needs_two_flips() -> None:
-    history = [{"failed": ["a", "b"]}, {"failed": ["a"]}, {"failed": ["b"]}, {"failed": []}]
+    history: list[dict[str, Any]] = [
+        {"failed": ["a", "b"]},
+        {"failed": ["a"]},
+        {"failed": ["b"]},
+        {"failed": []},
+    ]
     assert flaky_from_history(history, {"a", "b", "c"}) == ["b"]
 
 

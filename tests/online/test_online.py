@@ -302,6 +302,7 @@ def test_timestamps_iso_and_epoch(tmp_path: Path) -> None:
     assert online.parse_timestamp("2023-11-14T22:13:20") == T0  # no offset: UTC
     assert online.parse_timestamp(1700000000) == T0
     assert online.parse_timestamp("1700000000.0") == T0
+    bad: object
     for bad in ("yesterday", True, None, [], float("nan")):
         with pytest.raises(RecordError):
             online.parse_timestamp(bad)

@@ -109,7 +109,8 @@ def test_pass_rate_and_history(report: dict[str, Any]) -> None:
     block = report["summary"]["history"]
     assert (
         "History: mean 77.9% over 7 recorded runs of this judge, std 2.7%, lower bound"
-        f" {100 * block['lower_bound']:.1f}% (prediction bound (Hahn &amp; Meeker), t = {block['t']:.3f}) — the history gate"
+        f" {100 * block['lower_bound']:.1f}% (prediction bound (Hahn &amp; Meeker),"
+        f" t = {block['t']:.3f}) — the history gate"
         " **FAILED**." in md
     )
     report["summary"]["history"] = None
