@@ -294,7 +294,14 @@ def decide(
                 )
             )
     gates.extend(_history_gates(ctx, rate, passed + failed, full_run))
-    gates.append(_suite_drop_gate(ctx, outcomes))
+    if full_run:
+        gates.append(_suite_drop_gate(ctx, outcomes))
+    else:  # a chosen subset (--lf picks the failures) says nothing about the suite
+        gates.append(
+            GateResult(
+                "suite_drop", True, "skipped: the run was narrowed (not every case ran)", True
+            )
+        )
     gates.append(_flip_gate(outcomes))
     return GateDecision(tuple(gates))
 
@@ -349,7 +356,9 @@ def _history_gates(
 ) -> list[GateResult]:
     s = ctx.settings
     if not full_run:
-        return [GateResult("history", True, "skipped: the run was narrowed (-k/-m/ids)", True)]
+        return [
+            GateResult("history", True, "skipped: the run was narrowed (not every case ran)", True)
+        ]
     if rate is None:
         return [GateResult("history", True, "skipped: no judged cases", True)]
     points = list(ctx.pass_rates)

@@ -443,6 +443,10 @@ def test_suite_drop_finds_a_broad_drop_no_single_case_shows() -> None:
     assert n["p_value"] is not None and n["alpha"] is not None
     assert float(n["p_value"]) <= float(n["alpha"])
     assert n["informative"] == 16 and float(n["dispersion"]) >= 1.0
+    # a narrowed run (--lf picks exactly the failures) says nothing about the suite
+    narrowed = run(ctx, [KEYS[i] for i in range(0, 16)], full_run=False)
+    assert narrowed["suite_drop"].skipped and narrowed["suite_drop"].passed
+    assert "narrowed" in narrowed["suite_drop"].detail
     assert gate.method.startswith("Cochran-Mantel-Haenszel")
 
 
