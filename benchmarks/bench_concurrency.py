@@ -96,7 +96,7 @@ SERVER_BOOT = """\
 import importlib.util, socketserver, sys
 socketserver.TCPServer.request_queue_size = int(sys.argv[1])
 spec = importlib.util.spec_from_file_location("fake_anthropic_bench", sys.argv[2])
-fake = importlib.util.module_from_spec(spec)
+fake = sys.modules["fake_anthropic_bench"] = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(fake)
 stop = fake.FakeAnthropic.stop
 
@@ -264,9 +264,10 @@ def evaluate(i):
         system="You grade answers. Reply with JSON: score (0 to 1), passed, reasoning.",
         messages=[{{
             "role": "user",
-            "content": f"<question>How long does parcel {{i}} stay in the locker?</question>"
-            "<ground_truth>Five days after delivery.</ground_truth>"
-            f"<response>{{answer}}</response>",
+            "content": "Grade the response against the ground truth.\\n"
+            '<untrusted_ground_truth id="0a1b">\\nFive days after delivery.\\n'
+            '</untrusted_ground_truth id="0a1b">\\n'
+            f'<untrusted_response id="0a1b">\\n{{answer}}\\n</untrusted_response id="0a1b">',
         }}],
     )
     return json.loads(message.content[0].text)
