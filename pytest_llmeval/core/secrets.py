@@ -21,6 +21,10 @@ def _secrets() -> list[str]:
 
 def scrub(text: str, extra: Iterable[str] = ()) -> str:
     """``text`` without the API key/auth token (env or ``extra``) or anything key-shaped."""
+    if not text:
+        return text
     for secret in [*_secrets(), *(s for s in extra if s and len(s) >= 8)]:
-        text = text.replace(secret, REDACTED)
-    return KEY_SHAPE.sub(REDACTED, text)
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    # the regular expression only where a key could be: most texts are cleared by this test
+    return KEY_SHAPE.sub(REDACTED, text) if "sk-ant-" in text else text

@@ -258,6 +258,7 @@ class ResultCollector:
             result = CaseResult.from_dict(raw)
             self.state.add_result(result)
             self._progress(result)
+            del report.llmeval  # read: pytest keeps every report; the run keeps the result
         for r in getattr(report, "llmeval_records", None) or ():
             self.state.add_result(CaseResult.from_dict(r))
 

@@ -136,7 +136,9 @@ class CaseItem(pytest.Function):
             self.llmeval_result = state.result_for(
                 self.nodeid, self.case, self.evaluation, self.candidate
             )
-            raise JudgeFailure(self.evaluation.error)
+            error = self.evaluation.error
+            self.evaluation = self.candidate = None
+            raise JudgeFailure(error)
 
     def runtest(self) -> None:
         __tracebackhide__ = True
@@ -144,6 +146,7 @@ class CaseItem(pytest.Function):
         state = self.run
         result = state.result_for(self.nodeid, self.case, self.evaluation, self.candidate)
         self.llmeval_result = result
+        self.evaluation = self.candidate = None  # the result has what it needs: free the rest
         if state.accepts_failures():
             return  # accepting a new state: the verdict goes into the baseline, not a failure
         if result.outcome in FAILING_OUTCOMES:
