@@ -69,7 +69,8 @@ def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Ite
     runs = len(res.history)
     return (
         f"llmeval: judge {judge}, baseline {n_base} case{'s' if n_base != 1 else ''},"
-        f" history {runs} run{'s' if runs != 1 else ''}, state in {state.settings.state_dir}"
+        f" history {runs} run{'s' if runs != 1 else ''},"
+        f" state in {state.shown_path(state.settings.state_dir)}"
     )
 
 

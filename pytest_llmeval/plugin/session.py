@@ -273,6 +273,10 @@ class LLMEvalRun:
             except (OSError, RuntimeError, ValueError) as exc:
                 outcome.not_written.append(f"GITHUB_STEP_SUMMARY not written: {exc}")
 
+    def shown_path(self, path: Path) -> str:
+        """``path`` as the user would type it: relative to where pytest was started."""
+        return self._rel(path)
+
     def _rel(self, path: Path) -> str:
         try:
             return str(path.relative_to(Path(self.config.invocation_params.dir)))
