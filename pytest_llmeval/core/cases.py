@@ -14,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
+from pytest_llmeval.core.jsontext import structure_problem
 from pytest_llmeval.errors import CaseError
 
 DIFFICULTIES = ("easy", "medium", "hard", "adversarial")
@@ -219,31 +220,7 @@ def _schema_error(path: str, line: int, obj: Any) -> CaseError | None:
     return CaseError(path, line, field_name, message)
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-
-
-def _structure_problem(value: Any, parts: list[Any], depth: int) -> tuple[list[Any], str] | None:
-    """The first lone surrogate or too-deep nesting in ``value``: (field path, message)."""
-    if isinstance(value, str):
-        found = _SURROGATE.search(value)
-        if found:
-            return parts, (
-                f"contains a lone surrogate (U+{ord(found.group()):04X}, e.g. an escaped"
-                " '\\ud800' without its pair), which is not Unicode text"
-            )
-        return None
-    if isinstance(value, (dict, list)):
-        if depth > MAX_DEPTH:
-            return parts, f"nested deeper than {MAX_DEPTH} levels of arrays and objects"
-        items = value.items() if isinstance(value, dict) else enumerate(value)
-        for key, item in items:
-            if isinstance(key, str) and _SURROGATE.search(key):
-                return [*parts, key], "the key contains a lone surrogate, which is not Unicode text"
-            problem = _structure_problem(item, [*parts, key], depth + 1)
-            if problem is not None:
-                return problem
-    return None
 
 
 def _structure_error(path: str, line: int, obj: Any, raw: bytes | None = None) -> CaseError | None:
@@ -256,7 +233,7 @@ def _structure_error(path: str, line: int, obj: Any, raw: bytes | None = None) -
         and raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH
     ):
         return None
-    problem = _structure_problem(obj, [], 1)
+    problem = structure_problem(obj, max_depth=MAX_DEPTH)
     if problem is None:
         return None
     parts, message = problem

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pytest_llmeval.core.baseline import BASELINE_VERSION, Baseline, BaselineEntry
+from pytest_llmeval.core.jsontext import structure_problem
 from pytest_llmeval.core.verdict import JudgeIdentity
 from pytest_llmeval.errors import StateFileError
 
@@ -200,32 +201,16 @@ def _loads(text: str) -> Any:
     )
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _structure_problem(value: Any, parts: list[Any], depth: int) -> tuple[list[Any], str] | None:
-    """The first bad number, lone surrogate or too-deep nesting in ``value``."""
-    if isinstance(value, str):
-        found = _SURROGATE.search(value)
-        if found:
-            return parts, (
-                f"contains a lone surrogate (U+{ord(found.group()):04X}, an escaped"
-                " '\\ud800' without its pair), which is not Unicode text"
-            )
-    elif isinstance(value, _BadNumber):
+def _bad_number(value: Any) -> str | None:
+    if isinstance(value, _BadNumber):
         shown = value.text if len(value.text) <= 20 else value.text[:12] + "..."
-        return parts, f"{shown} is not a usable JSON number (NaN, infinite or too large)"
-    elif isinstance(value, (dict, list)):
-        if depth > MAX_DEPTH:
-            return parts, f"nested deeper than {MAX_DEPTH} levels of arrays and objects"
-        items = value.items() if isinstance(value, dict) else enumerate(value)
-        for key, item in items:
-            if isinstance(key, str) and _SURROGATE.search(key):
-                return [*parts, key], "the key contains a lone surrogate, which is not Unicode text"
-            problem = _structure_problem(item, [*parts, key], depth + 1)
-            if problem is not None:
-                return problem
+        return f"{shown} is not a usable JSON number (NaN, infinite or too large)"
     return None
+
+
+def _structure_problem(value: Any) -> tuple[list[Any], str] | None:
+    """The first bad number, lone surrogate or too-deep nesting in ``value``."""
+    return structure_problem(value, max_depth=MAX_DEPTH, other=_bad_number)
 
 
 @lru_cache(maxsize=2)
@@ -557,9 +542,7 @@ def _parse_baseline(path: Path, data: bytes) -> Baseline:
             "upgrade pytest-llmeval-gate, or restore the file from version control",
         )
     problem = (
-        _structure_problem(obj, [], 1)
-        or _schema_problem("baseline", obj)
-        or _entry_rules(obj["cases"])
+        _structure_problem(obj) or _schema_problem("baseline", obj) or _entry_rules(obj["cases"])
     )
     if problem is not None:
         parts, message = problem
@@ -668,7 +651,7 @@ def _history_problem(where: str, record: Any) -> _Problem | None:
     """What is wrong with one history line (``where`` is ``file:line``), or None."""
     if not isinstance(record, dict):
         return _Problem(f"{where}: expected a JSON object, got {_kind(record)}")
-    problem = _structure_problem(record, [], 1) or _schema_problem("history", record)
+    problem = _structure_problem(record) or _schema_problem("history", record)
     if problem is None and record["passed"] > record["total"]:
         problem = ["passed"], f"{record['passed']} passed out of a total of {record['total']}"
     if problem is None:
