@@ -191,11 +191,6 @@ def pass_rate(passed: int, failed: int) -> float | None:
     return passed / judged if judged else None
 
 
-def _n(count: int, word: str) -> str:
-    """``1 run``, ``2 runs``."""
-    return f"{count} {word if count == 1 else word + 's'}"
-
-
 def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 

@@ -72,7 +72,6 @@ from pytest_llmeval.core.evidence import (
     Number as Number,
 )
 from pytest_llmeval.core.evidence import (
-    _n,
     _pct,
 )
 from pytest_llmeval.core.evidence import (
@@ -87,6 +86,7 @@ from pytest_llmeval.core.evidence import (
 from pytest_llmeval.core.evidence import (
     suite_digest as suite_digest,
 )
+from pytest_llmeval.core.words import plural
 
 # ---------------------------------------------------------------------------
 # per-case classification
@@ -156,7 +156,7 @@ def _classify(
         threshold=ctx.case_threshold,
     )
     numbers = (
-        f"{passes}/{samples} now vs {k}/{n} in {_n(ctx.history_runs[key], 'recorded run')}"
+        f"{passes}/{samples} now vs {k}/{n} in {plural(ctx.history_runs[key], 'recorded run')}"
         f" ({_pct(k / n)}); p = {p:.3g}, adjusted p = {adj:.3g}"
     )
     family = (
@@ -190,7 +190,7 @@ def _classify_thin(
     the per-case family's cases (:meth:`GateContext.build`): it costs the family nothing."""
     assert baseline is not None
     why = (
-        f"unconfirmed: {_n(runs, 'recorded run')} of this case, the history test needs"
+        f"unconfirmed: {plural(runs, 'recorded run')} of this case, the history test needs"
         f" {ctx.settings.min_history} (llmeval_min_history); record history or use"
         " --llmeval-repeat"
     )
@@ -330,14 +330,14 @@ def _regressions_gate(
     }
     method = "per case: empirical-Bayes posterior predictive vs own history, discrete Bonferroni"
     thin = any(0 < ctx.history_runs.get(o[0], 0) < s.min_history for o in regs)
-    why = f"fewer than {_n(s.min_history, 'recorded run')}" if thin else "no history"
+    why = f"fewer than {plural(s.min_history, 'recorded run')}" if thin else "no history"
     extra = f", {unconfirmed} unconfirmed ({why})" if unconfirmed else ""
     extra += f", {flaky} flaky" if flaky else ""
     if update_baseline:
         return GateResult(
             "regressions",
             True,
-            f"{_n(len(regs), 'regression')} accepted (updating the baseline){extra}",
+            f"{plural(len(regs), 'regression')} accepted (updating the baseline){extra}",
             method=method,
             numbers=numbers,
         )
@@ -345,7 +345,7 @@ def _regressions_gate(
     return GateResult(
         "regressions",
         ok,
-        f"{_n(len(regs), 'regression')} (max {s.max_regressions}){extra}",
+        f"{plural(len(regs), 'regression')} (max {s.max_regressions}){extra}",
         method=method,
         numbers=numbers,
     )
@@ -364,7 +364,7 @@ def _history_gates(
     points = list(ctx.pass_rates)
     if len(points) < s.min_history:
         why = (
-            f"skipped: {_n(len(points), 'recorded run')}, need {s.min_history}"
+            f"skipped: {plural(len(points), 'recorded run')}, need {s.min_history}"
             " (llmeval_min_history); record runs with --llmeval-record-history"
         )
         skipped = [GateResult("history", True, why, True, numbers={"points": len(points)})]
@@ -490,7 +490,7 @@ def _suite_drop_gate(ctx: GateContext, outcomes: Sequence[tuple[str, str, int, i
     ok = res.p_value > alpha
     detail = (
         f"{res.observed:g} passes now vs {res.expected:.1f} expected from each case's history"
-        f" over {_n(res.informative, 'varying case')}: CMH z = {res.z:.3f}"
+        f" over {plural(res.informative, 'varying case')}: CMH z = {res.z:.3f}"
         f" (dispersion {res.dispersion:.2f}), p = {res.p_value:.3g}"
         f" {'>' if ok else '<='} {alpha:.3g}"
     )
@@ -506,7 +506,7 @@ def _flip_gate(outcomes: Sequence[tuple[str, str, int, int]]) -> GateResult:
     return GateResult(
         "flips",
         True,
-        f"{_n(worse, 'case')} passed in the baseline and fail{'s' if worse == 1 else ''} now,"
+        f"{plural(worse, 'case')} passed in the baseline and fail{'s' if worse == 1 else ''} now,"
         f" {better} the other way:"
         f" one-sided exact count test p = {p:.3g}; informational",
         skipped=True,
@@ -565,8 +565,8 @@ def decide_comparison(
     if better and test.p_value < alpha:
         rec = "candidate"
         reason = (
-            f"better: {_n(len(improvements), 'improvement')} vs"
-            f" {_n(len(regressions), 'regression')},"
+            f"better: {plural(len(improvements), 'improvement')} vs"
+            f" {plural(len(regressions), 'regression')},"
             f" McNemar exact p = {test.p_value:.4g} < {alpha:g}"
         )
     elif noninferiority_margin is not None and lo > -noninferiority_margin:
@@ -578,7 +578,8 @@ def decide_comparison(
     else:
         rec = "baseline"
         reason = (
-            f"{_n(len(improvements), 'improvement')} vs {_n(len(regressions), 'regression')},"
+            f"{plural(len(improvements), 'improvement')} vs"
+            f" {plural(len(regressions), 'regression')},"
             f" McNemar exact p = {test.p_value:.4g}"
             + ("" if better else " (the candidate is not better)")
             + (

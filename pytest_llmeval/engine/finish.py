@@ -21,6 +21,7 @@ from pytest_llmeval.core.baseline import Baseline
 from pytest_llmeval.core.result import CaseResult
 from pytest_llmeval.core.summary import RunCounts, count
 from pytest_llmeval.core.verdict import JudgeIdentity, Usage
+from pytest_llmeval.core.words import plural
 from pytest_llmeval.engine.store import append_history, save_baseline
 from pytest_llmeval.errors import StateFileError
 from pytest_llmeval.reports.model import build_report
@@ -101,10 +102,6 @@ class RunVerdict:
         return {"passed": self.passed, "word": self.word, "reasons": list(self.reasons)}
 
 
-def _plural(n: int, one: str, many: str | None = None) -> str:
-    return f"{n} {one if n == 1 else (many or one + 's')}"
-
-
 def run_verdict(
     decision: gate.GateDecision, counts: RunCounts, settings: RunSettings
 ) -> RunVerdict:
@@ -112,9 +109,9 @@ def run_verdict(
     reasons = [g.name for g in decision.failed_gates]
     new = len(counts.keys("new_failure"))
     if new and not settings.update_baseline:
-        reasons.append(_plural(new, "new failing case"))
+        reasons.append(plural(new, "new failing case"))
     if counts.errors and not settings.allow_errors:
-        reasons.append(_plural(counts.errors, "error") + " (cases not judged)")
+        reasons.append(plural(counts.errors, "error") + " (cases not judged)")
     return RunVerdict(not reasons, tuple(reasons))
 
 
@@ -213,7 +210,7 @@ def _plan_writes(
     if inputs.collection_errors:
         outcome.not_written.append(
             "baseline and history not written: "
-            f"{_plural(inputs.collection_errors, 'case file')} failed to collect"
+            f"{plural(inputs.collection_errors, 'case file')} failed to collect"
         )
         return
     if s.update_baseline:

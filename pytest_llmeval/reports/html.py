@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from pytest_llmeval.core.words import plural
+
 __all__ = ["HTMLExtraMissing", "render_html"]
 
 SUPPORTED_SCHEMA_VERSIONS = (1,)
@@ -653,17 +655,13 @@ def evidence_text(raw: Any) -> str:
     adjusted = "" if ev.adjusted_p is None else f", adjusted p = {ev.adjusted_p:.3g}"
     return (
         f"history {_ratio(ev.history_passes, ev.history_samples)} samples in"
-        f" {_plural(ev.history_runs or 0, 'run')}, now {_ratio(ev.now_passes, ev.now_samples)};"
+        f" {plural(ev.history_runs or 0, 'run')}, now {_ratio(ev.now_passes, ev.now_samples)};"
         f" p = {ev.p_value:.3g}{adjusted}"
     )
 
 
 def _ratio(k: int | None, n: int | None) -> str:
     return f"{'?' if k is None else k}/{'?' if n is None else n}"
-
-
-def _plural(n: int, one: str, many: str | None = None) -> str:
-    return f"{n} {one if n == 1 else (many or one + 's')}"
 
 
 def _agreement(raw: Any) -> AgreementView | None:
@@ -964,7 +962,7 @@ def _environment() -> Any:
     env.filters.update(
         pct=_pct, fmt=_fmt, count=_count, usd=_usd, seconds=_seconds, sortnum=_sortnum
     )
-    env.globals.update(plural=_plural, evidence_text=evidence_text)
+    env.globals.update(plural=plural, evidence_text=evidence_text)
     return env
 
 

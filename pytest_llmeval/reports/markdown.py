@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pytest_llmeval.core.words import plural
 from pytest_llmeval.reports.html import SUPPORTED_SCHEMA_VERSIONS, evidence_text, one_line_reason
 
 __all__ = ["escape_markdown", "render_markdown"]
@@ -46,10 +47,6 @@ def _code(text: str) -> str:
     if not text or any(ch in text for ch in "<>&`|"):
         return escape_markdown(text)
     return f"`{text}`"
-
-
-def _plural(n: int, word: str, plural: str | None = None) -> str:
-    return f"{n} {word if n == 1 else (plural or word + 's')}"
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
@@ -178,7 +175,7 @@ def _history_lines(
         if not from_baseline and isinstance(history.get("passed"), bool):
             verdict = " — the history gate " + ("passed" if history["passed"] else "**FAILED**")
         return [
-            f"History: mean {_pct(history.get('mean'))} over {_plural(points, 'recorded run')}"
+            f"History: mean {_pct(history.get('mean'))} over {plural(points, 'recorded run')}"
             " of this judge"
             + ("" if std is None else f", std {_pct(std)}")
             + f", lower bound {_pct(history.get('lower_bound'))} ({_band_rule(history)})"
@@ -207,7 +204,7 @@ def _agreement_lines(agreement: Any) -> list[str]:
         low, high = num(agreement.get("kappa_low")), num(agreement.get("kappa_high"))
         ci = f" ({level_text}CI {low}–{high})"
     return [
-        f"**Judge vs people** ({_plural(_int(agreement.get('n')), 'labelled case')}): accuracy"
+        f"**Judge vs people** ({plural(_int(agreement.get('n')), 'labelled case')}): accuracy"
         f" {_pct(agreement.get('accuracy'))}, Cohen's kappa {num(agreement.get('kappa'))}{ci},"
         f" true-positive rate {_pct(agreement.get('tpr'))}, true-negative rate"
         f" {_pct(agreement.get('tnr'))}.",
@@ -257,7 +254,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     )
     extras = []
     if _int(summary.get("errors")):
-        extras.append(_plural(_int(summary.get("errors")), "error") + " (not counted)")
+        extras.append(plural(_int(summary.get("errors")), "error") + " (not counted)")
     if _int(summary.get("xfailed")):
         extras.append(f"{_int(summary.get('xfailed'))} xfailed")
     if _num(summary.get("mean_score")) is not None:
@@ -288,7 +285,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     rerun = _ids(summary.get("rerun"))
     if rerun:
         out += [
-            f"Run again by a rerun plugin: {_plural(len(rerun), 'case')}"
+            f"Run again by a rerun plugin: {plural(len(rerun), 'case')}"
             f" ({_inline_ids(rerun, cases_by_id)}); every attempt's judge calls are counted."
             " A rerun that passes hides a failure: use `--llmeval-repeat N` for a sound verdict.",
             "",
@@ -314,8 +311,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     cost = _num(summary.get("cost_usd"))
     cost_text = "cost unknown" if cost is None else f"cost ${cost:,.4f}"
     out += [
-        f"Judge {_code(_judge_label(judge))}: {_plural(_int(summary.get('judge_calls')), 'call')}, "
-        f"{_plural(_int(summary.get('cache_hits')), 'cache hit')}, "
+        f"Judge {_code(_judge_label(judge))}: {plural(_int(summary.get('judge_calls')), 'call')}, "
+        f"{plural(_int(summary.get('cache_hits')), 'cache hit')}, "
         f"{_int(usage.get('input_tokens')):,} input / {_int(usage.get('output_tokens')):,} "
         f"output tokens, {cost_text}.",
     ]

@@ -7,17 +7,13 @@ from typing import Any
 
 from pytest_llmeval.core.result import CaseResult
 from pytest_llmeval.core.verdict import JudgeIdentity
+from pytest_llmeval.core.words import plural
 
 MAX_GROUPS_SHOWN = 8
 
 
 def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
-
-
-def plural(n: int, one: str, many: str | None = None) -> str:
-    """``1 case``, ``2 cases``."""
-    return f"{n} {one if n == 1 else (many or one + 's')}"
 
 
 def _ids(keys: Sequence[str], limit: int = 10) -> str:

@@ -72,17 +72,7 @@ class BatchScorer:
         max_batch_requests: int = BATCH_MAX_REQUESTS,
         max_batch_bytes: int = BATCH_MAX_BYTES,
     ) -> dict[str, JudgeResult | JudgeError]:
-        """Judge many ``(job_id, case, response)`` through the Message Batches API.
-
-        Jobs are split into batches within the API limits (requests and bytes), every batch is
-        created, then all are polled every ``poll_interval`` seconds with a ``progress`` line
-        until they end; results are mapped back by ``custom_id`` (internal ids, so any job id
-        works). Every job id gets a :class:`JudgeResult` or a :class:`JudgeError`: errored,
-        expired and canceled requests, a batch that could not be created or polled, and a
-        verdict still invalid after one direct (non-batch) retry. With ``max_wait`` (seconds),
-        batches still running then are canceled and their unfinished requests become errors.
-        Ctrl-C cancels the batches still running (best effort) and re-raises.
-        """
+        """The work of :meth:`AnthropicJudge.batch_score`, which documents the behaviour."""
         ids = [job_id for job_id, _, _ in jobs]
         if len(set(ids)) != len(ids):
             raise ValueError("batch_score: job ids must be unique")
