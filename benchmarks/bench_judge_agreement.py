@@ -3,7 +3,9 @@
 Prints Cohen's kappa (with its 95% interval), accuracy and AUROC of the local judge against the
 human labels of EVOUNA for short answers (FiD), sentence-length answers (the chat models) and
 all; pairwise accuracy (a tie counts half) of the local pairwise judge per LLMBar/MT-Bench set
-next to trivial heuristics; and judgments per second on one core (several references per case).
+next to trivial heuristics and to the best a reference-free lexical rule reaches (each lexical
+signal alone, per set, and a logistic regression on all of them, 5-fold cross-validated on the
+pooled pairs); and judgments per second on one core (several references per case).
 Every answer is judged through the plugin's own path: the case line is parsed by the case
 loader (``ground_truth`` as the list of accepted answers), scored by ``SimilarityJudge.score``
 and decided by ``finalize`` with the default rule settings (threshold 0.7).
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -124,6 +127,76 @@ def pairwise_accuracy(
             points += 0.5 if choice == "tie" else float(choice == gold)
         out[group] = (points / len(rows), ties / len(rows))
     return out
+
+
+def _signals(instruction: str, output: str, idf: Callable[[str], float]) -> dict[str, float]:
+    """Reference-free lexical signals of one response to an instruction."""
+    from pytest_llmeval.judges.similarity import content_tokens
+
+    asked, said = set(content_tokens(instruction)), content_tokens(output)
+    shared = asked & set(said)
+    return {
+        "longer": math.log1p(len(output.split())),
+        "covers more of the instruction": (sum(map(idf, shared)) / max(1e-9, sum(map(idf, asked)))),
+        "more of its words from the instruction": len(shared) / max(1, len(set(said))),
+        "less repetitive": len(set(said)) / max(1, len(said)),
+        "more lines": float(output.count("\n")),
+    }
+
+
+def reference_free_ceiling(pairs: Sequence[dict[str, Any]]) -> None:
+    """Print what reference-free lexical signals can do on each set: each signal alone ("the
+    response with more of it wins") and a logistic regression on all their differences, fit on
+    the pooled pairs and scored by 5-fold cross-validation (a fixed shuffle). A signal that helps
+    on one set and hurts on another cannot be one rule's default."""
+    import numpy as np
+    from scipy.optimize import minimize
+
+    from pytest_llmeval.judges.similarity import content_tokens
+
+    df: dict[str, int] = {}
+    for row in pairs:
+        for key in ("input", "output_1", "output_2"):
+            for token in set(content_tokens(row[key])):
+                df[token] = df.get(token, 0) + 1
+    n_docs = 3 * len(pairs)
+
+    def idf(token: str) -> float:
+        return math.log((n_docs + 1) / (df.get(token, 0) + 1)) + 1
+
+    names = list(_signals("", "", idf))
+    diffs = []
+    for row in pairs:
+        a, b = (_signals(row["input"], row[k], idf) for k in ("output_1", "output_2"))
+        diffs.append([a[n] - b[n] for n in names])
+    x = np.array(diffs)
+    y = np.array([1.0 if row["label"] == 1 else -1.0 for row in pairs])
+    groups = np.array([group_of(row["set"]) for row in pairs])
+
+    def accuracy(score: Any) -> str:
+        cells = []
+        for group in GROUPS:
+            s, gold = score[groups == group], y[groups == group]
+            points = np.where(s == 0, 0.5, (np.sign(s) == gold).astype(float))
+            cells.append(f"{group} {points.mean():.3f}")
+        return "  ".join(cells)
+
+    print("  reference-free lexical signals (the response with more of it wins):")
+    for i, name in enumerate(names):
+        print(f"    {name:<40} {accuracy(x[:, i])}")
+
+    def fit(xs: Any, ys: Any) -> Any:
+        def loss(w: Any) -> float:
+            return float(np.logaddexp(0.0, -ys * (xs @ w)).sum() + 0.5 * w @ w)
+
+        return minimize(loss, np.zeros(xs.shape[1])).x
+
+    order = np.random.default_rng(0).permutation(len(y))
+    predicted = np.zeros(len(y))
+    for fold in np.array_split(order, 5):
+        train = np.setdiff1d(order, fold)
+        predicted[fold] = x[fold] @ fit(x[train], y[train])
+    print(f"    {'all of them (logistic, 5-fold CV)':<40} {accuracy(predicted)}")
 
 
 def throughput(cases: Sequence[Case], repeat: int) -> float:
@@ -241,6 +314,7 @@ def main() -> None:
         print(f"  {name:<22} {cells}")
         if name == "local pairwise judge":
             lowest = min(acc for acc, _ in result.values())
+    reference_free_ceiling(pairs)
 
     warm = throughput(cases, args.repeat)
     cold = cold_throughput(cases)
