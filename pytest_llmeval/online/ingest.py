@@ -23,13 +23,21 @@ from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from pytest_llmeval.online.records import Row, parse_record
-from pytest_llmeval.online.values import LineError, RecordError
+from pytest_llmeval.online.values import (
+    _MAX_TS,
+    FAILURE_RECORD_TYPE,
+    RESPONSE_RECORD_TYPES,
+    LineError,
+    RecordError,
+)
 
 _JSON_WS = b" \t\r\n"
 _WS_BYTES = (b" ", b"\t", b"\r", b"\n")
 _BOM = b"\xef\xbb\xbf"
 _DECODE = json.JSONDecoder().raw_decode
 _LONG_DIGITS = re.compile(rb"[0-9]{19}").search
+# Types that are not an event (the empty string is no type at all).
+_NOT_EVENTS = frozenset({"", FAILURE_RECORD_TYPE, *RESPONSE_RECORD_TYPES})
 
 
 def _fast_decoder() -> Callable[[bytes], Any] | None:
@@ -96,6 +104,7 @@ class LineReader:
 
     def __iter__(self) -> Iterator[Row]:
         fast, long_digits = _FAST_DECODE, _LONG_DIGITS
+        not_events, max_ts, strict = _NOT_EVENTS, _MAX_TS, self.strict
         for lineno, raw in enumerate(self.handle, start=1):
             if lineno == 1 and raw.startswith(_BOM):
                 raw = raw[len(_BOM) :]
@@ -106,8 +115,43 @@ class LineReader:
             self.lines += 1
             if fast is not None:
                 try:
-                    row = _record(fast(raw), b"")  # orjson refuses lone surrogates itself
-                except (ValueError, RecordError):
+                    obj = fast(raw)
+                except ValueError:
+                    obj = None
+                # The common event, validated inline: exactly what parse_record returns for it
+                # (no metadata, so no question of long integers either).
+                if type(obj) is dict:
+                    get = obj.get
+                    t, ts, rid = get("type"), get("timestamp"), get("response_id")
+                    sid, delay, eid = get("session_id"), get("delay_seconds"), get("event_id")
+                    if (
+                        type(t) is str
+                        and t not in not_events
+                        and type(ts) is float
+                        and -max_ts < ts < max_ts
+                        and ((type(rid) is str and rid) or (rid is None and sid is not None))
+                        and (sid is None or (type(sid) is str and sid))
+                        and (delay is None or (type(delay) is float and 0.0 <= delay < max_ts))
+                        and get("metadata") is None
+                        and (eid is None or (type(eid) is str and eid))
+                    ):
+                        if not (strict and self.errors):
+                            yield (
+                                "event",
+                                (
+                                    rid or "",
+                                    t,
+                                    ts,
+                                    sid or "",
+                                    -1.0 if delay is None else delay,
+                                    "",
+                                    eid or "",
+                                ),
+                            )
+                        continue
+                try:
+                    row = _record(obj, b"") if obj is not None else None
+                except ValueError:
                     row = None  # json decides, with its own message
                 if row is not None and (
                     not (b"metadata" in raw or b"\\u" in raw) or not long_digits(raw)

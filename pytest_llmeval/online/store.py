@@ -191,6 +191,8 @@ class EventStore(Recorder):
             conn.executemany(_UPSERT_RESPONSE, responses)
             self._touched.update(r[0] for r in responses)
         if events:
+            # In key order, successive rows land on the same or the next page of the events key
+            events.sort()
             added_events = conn.executemany(_INSERT_EVENT, events).rowcount
             self._touched.update(map(itemgetter(0), events))
             self._sessions.update(e[3] for e in events if not e[0])

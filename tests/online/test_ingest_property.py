@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import tempfile
 from pathlib import Path
@@ -56,3 +57,49 @@ def test_bad_event_lines_are_reported_and_the_good_line_is_kept(
         assert str(error).startswith(f"{path}:"), error
         assert 1 <= error.line <= len(raw)
     assert report.responses_added >= 1  # the valid line after the others is stored
+
+
+EVENT = {"type": "copy", "response_id": "r1", "session_id": "s1", "timestamp": 1764072000.25}
+event_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-2, max_value=2),
+    st.floats(min_value=-2.0, max_value=2e15),
+    st.sampled_from(["", "x", "copy", "response", "response_shown", "production_failure"]),
+    st.just({"k": 1}),
+)
+event_objects = st.builds(
+    lambda base, changes, drop: {k: v for k, v in {**base, **changes}.items() if k not in drop},
+    st.just(EVENT),
+    st.dictionaries(
+        st.sampled_from(
+            ["type", "response_id", "session_id", "timestamp", "delay_seconds", "event_id"]
+        ),
+        event_values,
+        max_size=3,
+    ),
+    st.sets(st.sampled_from(["response_id", "session_id", "delay_seconds"]), max_size=2),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(obj=event_objects)
+def test_the_readers_fast_path_gives_what_parse_record_gives(obj: dict[str, object]) -> None:
+    """Event lines the reader validates inline give the row (or the error) of parse_record."""
+    from pytest_llmeval.online.ingest import LineReader
+    from pytest_llmeval.online.records import parse_record
+    from pytest_llmeval.online.values import RecordError
+
+    line = json.dumps(obj).encode()
+    reader = LineReader(io.BytesIO(line + b"\n"), "f.jsonl")
+    rows = list(reader)
+    try:
+        expected = parse_record(json.loads(line))
+    except RecordError as exc:
+        assert rows == []
+        assert [(e.line, e.field, e.message) for e in reader.errors] == [
+            (1, exc.field, exc.message)
+        ]
+    else:
+        assert reader.errors == []
+        assert rows == [expected]
