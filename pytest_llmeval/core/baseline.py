@@ -17,7 +17,7 @@ BASELINE_VERSION = 1
 RESPONSE_TEXT_LIMIT = 2000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BaselineEntry:
     """The accepted state of one case."""
 

@@ -24,7 +24,7 @@ MAX_DEPTH = 64
 HumanVerdict = Literal["pass", "fail"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Message:
     """One turn of a multi-turn conversation."""
 
@@ -32,7 +32,7 @@ class Message:
     content: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Case:
     """One evaluation case (one line of a JSONL file).
 

@@ -56,7 +56,7 @@ class GateSettings:
     repeat_pass_fraction: float = 0.5
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CaseEvidence:
     """The numbers behind one case's decision (history ``k/n``, now ``k/n``, p, adjusted p)."""
 
@@ -108,7 +108,7 @@ class CaseEvidence:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Classification:
     outcome: str
     detail: str = ""

@@ -38,7 +38,7 @@ def response_sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BaselineSnapshot:
     """The case's baseline entry as this run compared against it."""
 
@@ -72,7 +72,7 @@ class BaselineSnapshot:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CandidateResult:
     """Compare mode: the candidate SUT's verdict on the same case."""
 
@@ -105,7 +105,7 @@ class CandidateResult:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CaseResult:
     """One case's result in one run. ``nodeid`` is also its baseline key."""
 
@@ -447,29 +447,46 @@ def baseline_result(key: str, entry: BaselineEntry, judge: JudgeIdentity) -> Cas
 
 def scrubbed(r: CaseResult, clean: Callable[[str], str]) -> CaseResult:
     """``r`` with ``clean`` applied to every free text it carries (answers, reasoning, errors,
-    details): what goes to a file or the terminal never carries a secret."""
+    details): what goes to a file or the terminal never carries a secret. When ``clean``
+    returns every text unchanged (the same object, as :func:`~pytest_llmeval.core.secrets.scrub`
+    does), ``r`` itself is returned: nothing is copied for a result with nothing to hide."""
 
     def opt(text: str | None) -> str | None:
         return None if text is None else clean(text)
 
     candidate = r.candidate
     if candidate is not None:
-        candidate = dataclasses.replace(
-            candidate,
-            response=clean(candidate.response),
-            reasoning=clean(candidate.reasoning),
-            error=opt(candidate.error),
-        )
+        texts = (candidate.response, candidate.reasoning, candidate.error)
+        cleaned = (clean(candidate.response), clean(candidate.reasoning), opt(candidate.error))
+        if any(a is not b for a, b in zip(texts, cleaned, strict=True)):
+            candidate = dataclasses.replace(
+                candidate, response=cleaned[0], reasoning=cleaned[1], error=cleaned[2]
+            )
     baseline = r.baseline
     if baseline is not None and baseline.response is not None:
-        baseline = dataclasses.replace(baseline, response=clean(baseline.response))
+        response = clean(baseline.response)
+        if response is not baseline.response:
+            baseline = dataclasses.replace(baseline, response=response)
+    response, reasoning, error = clean(r.response), clean(r.reasoning), opt(r.error)
+    detail = clean(r.outcome_detail)
+    checks = tuple(clean(c) for c in r.failed_checks)
+    if (
+        candidate is r.candidate
+        and baseline is r.baseline
+        and response is r.response
+        and reasoning is r.reasoning
+        and error is r.error
+        and detail is r.outcome_detail
+        and all(a is b for a, b in zip(checks, r.failed_checks, strict=True))
+    ):
+        return r
     return dataclasses.replace(
         r,
-        response=clean(r.response),
-        reasoning=clean(r.reasoning),
-        error=opt(r.error),
-        outcome_detail=clean(r.outcome_detail),
-        failed_checks=tuple(clean(c) for c in r.failed_checks),
+        response=response,
+        reasoning=reasoning,
+        error=error,
+        outcome_detail=detail,
+        failed_checks=checks,
         candidate=candidate,
         baseline=baseline,
     )

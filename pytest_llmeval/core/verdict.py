@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pytest_llmeval.errors import JudgeError
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class JudgeIdentity:
     """Who judged: part of every cache key and of the baseline.
 
@@ -59,7 +59,7 @@ class JudgeIdentity:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Usage:
     """Token usage of one or more judge calls (all zero for local judges)."""
 
@@ -92,7 +92,7 @@ class Usage:
         return cls(**{k: int(data.get(k, 0)) for k in cls().to_dict()})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class JudgeResult:
     """A judge's raw opinion of one response, before rule checks and case checks.
 
@@ -143,7 +143,7 @@ class JudgeResult:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Verdict:
     """The final verdict on one response: the judge's result plus every deterministic check."""
 

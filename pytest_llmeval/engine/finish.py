@@ -24,7 +24,7 @@ from pytest_llmeval.core.verdict import JudgeIdentity, Usage
 from pytest_llmeval.core.words import plural
 from pytest_llmeval.engine.store import append_history, save_baseline
 from pytest_llmeval.errors import StateFileError
-from pytest_llmeval.reports.model import build_report
+from pytest_llmeval.reports.model import build_report, with_cases
 
 
 @dataclass(frozen=True)
@@ -140,16 +140,27 @@ class RunInputs:
 
 @dataclass
 class RunOutcome:
-    """What the end of a run decided; ``report`` is the JSON report every renderer reads."""
+    """What the end of a run decided. ``summary_report`` is the JSON report without its cases
+    (what the terminal summary reads); ``report``, the whole JSON report every file renderer
+    reads, is built from it and ``results`` on first use, so a run that writes no report never
+    converts its results."""
 
     decision: gate.GateDecision
     verdict: RunVerdict
     counts: RunCounts
-    report: dict[str, Any]
+    summary_report: dict[str, Any]
+    results: Sequence[CaseResult] = ()
     baseline_update: BaselineUpdate | None = None
     history_append: dict[str, Any] | None = None
     not_written: list[str] = field(default_factory=list)
     written: list[str] = field(default_factory=list)
+    _report: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def report(self) -> dict[str, Any]:
+        if self._report is None:
+            self._report = with_cases(self.summary_report, self.results)
+        return self._report
 
 
 def finish_run(inputs: RunInputs) -> RunOutcome:
@@ -192,8 +203,9 @@ def finish_run(inputs: RunInputs) -> RunOutcome:
         flaky_history=gate.flaky_from_history(history, {r.nodeid for r in results}),
         agreement=None if judge_agreement is None else judge_agreement.to_dict(),
         panel_agreement=panel_agreement(results),
+        cases=False,
     )
-    outcome = RunOutcome(decision, verdict, counts, report)
+    outcome = RunOutcome(decision, verdict, counts, report, results)
     _plan_writes(inputs, results, counts, outcome)
     return outcome
 

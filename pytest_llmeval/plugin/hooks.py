@@ -168,8 +168,12 @@ def pytest_runtest_makereport(
             )
             item.llmeval_result = result
         if result is not None and (call.when == "call" or (call.when == "setup" and report.failed)):
-            report.llmeval = result.to_dict()  # type: ignore[attr-defined]
-            if get_state(item.config).settings.junit:
+            state = get_state(item.config)
+            if state.worker:  # the report travels to the xdist controller: its wire format
+                report.llmeval = result.to_dict()  # type: ignore[attr-defined]
+            else:  # in this process: the logreport hook takes the object itself
+                state.handoff[report.nodeid] = result
+            if state.settings.junit:
                 _junit_properties(item, report, result)
             item.llmeval_result = None  # a rerun plugin runs the item again: a new result
     elif call.when == "call":
@@ -255,11 +259,14 @@ class ResultCollector:
     @pytest.hookimpl(trylast=True)  # after the terminal reporter wrote this item's letter
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         raw = getattr(report, "llmeval", None)
-        if raw is not None:
-            result = CaseResult.from_dict(raw)
+        if raw is not None:  # from an xdist worker
+            del report.llmeval  # read: pytest keeps every report; the run keeps the result
+            result: CaseResult | None = CaseResult.from_dict(raw)
+        else:
+            result = self.state.handoff.pop(report.nodeid, None)
+        if result is not None:
             self.state.add_result(result)
             self._progress(result)
-            del report.llmeval  # read: pytest keeps every report; the run keeps the result
         for r in getattr(report, "llmeval_records", None) or ():
             self.state.add_result(CaseResult.from_dict(r))
 
@@ -350,7 +357,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     if outcome is None:
         tr.write_line("the run was interrupted: no gate decision, nothing written", yellow=True)
         return
-    for line in summary_lines(outcome.report, verbose=config.get_verbosity() > 0):
+    for line in summary_lines(outcome.summary_report, verbose=config.get_verbosity() > 0):
         if line.startswith("llmeval gate: FAILED") or line.startswith("llmeval: FAILED"):
             tr.write_line(line, red=True, bold=True)
         elif line.startswith("llmeval gate: PASSED") or line.startswith("llmeval: PASSED"):

@@ -27,7 +27,7 @@ from pytest_llmeval.core.result import (
     build_case_result,
     scrubbed,
 )
-from pytest_llmeval.core.secrets import scrub
+from pytest_llmeval.core.secrets import scrubber
 from pytest_llmeval.engine.finish import RunInputs, RunOutcome, finish_run, write_state
 from pytest_llmeval.engine.store import git_commit
 from pytest_llmeval.plugin.ledger import CollectionLedger
@@ -69,6 +69,9 @@ class LLMEvalRun:
         self.scheduler = Scheduler(self.resources, worker=self.worker)
         self.ledger = CollectionLedger()
         self.results: dict[str, CaseResult] = {}
+        # in one process, a case's result from its report's making to its logging (on an xdist
+        # worker it travels on the report instead, as ``report.llmeval``)
+        self.handoff: dict[str, CaseResult] = {}
         self.active = self.settings.named_on_command_line
         self.started = _now()  # one timestamp for the report and the history line
         self.end: EndOfRun | None = None
@@ -155,7 +158,7 @@ class LLMEvalRun:
             classify=classify,
             candidate=candidate,
         )
-        return scrubbed(result, scrub)
+        return scrubbed(result, scrubber())
 
     def add_result(self, result: CaseResult) -> None:
         """A result reached the controller. A rerun (pytest-rerunfailures) of the same case

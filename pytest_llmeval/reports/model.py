@@ -44,6 +44,11 @@ def history_block(decision: GateDecision) -> dict[str, Any] | None:
     return None
 
 
+def with_cases(head: Mapping[str, Any], results: Sequence[CaseResult]) -> dict[str, Any]:
+    """The whole JSON report: ``head`` (from :func:`build_report`) and one record per case."""
+    return {**head, "cases": [r.to_dict() for r in results]}
+
+
 def build_report(
     *,
     results: Sequence[CaseResult],
@@ -64,10 +69,13 @@ def build_report(
     created: str | None = None,
     agreement: Mapping[str, Any] | None = None,
     panel_agreement: Mapping[str, Any] | None = None,
+    cases: bool = True,
 ) -> dict[str, Any]:
     """The JSON report (schema in the README): summary, cases, history.
 
     ``history`` holds the history lines the gate used (this judge's), oldest first.
+    ``cases=False`` leaves the per-case records out (all the terminal summary reads);
+    :func:`with_cases` adds them when a report is written.
     """
     c = counts
     summary = {
@@ -105,14 +113,14 @@ def build_report(
         "narrowed": list(narrowed),
         "cache_problems": list(cache_problems),
     }
-    return {
+    head = {
         "schema_version": REPORT_SCHEMA_VERSION,
         "created": created or _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "judge": judge.to_dict(),
         "settings": {**settings, "full_run": full_run},
         "summary": summary,
-        "cases": [r.to_dict() for r in results],
         "comparison": dict(comparison) if comparison else None,
         "history": [dict(h) for h in history],
         "collected_keys": list(collected_keys) if collected_keys is not None else None,
     }
+    return with_cases(head, results) if cases else head
