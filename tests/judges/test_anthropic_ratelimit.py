@@ -7,9 +7,13 @@ server (tests/fake_anthropic.py), which enforces a sliding-window limit and send
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
+import math
 import random
 import threading
 import time
+import typing
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
@@ -77,15 +81,15 @@ def max_in_window(times: list[float], window: float) -> int:
 
 def rfc3339(seconds_from_now: float, clock: Clock) -> str:
     when = datetime.fromtimestamp(clock.wall(), timezone.utc) + timedelta(seconds=seconds_from_now)
-    return when.isoformat().replace("+00:00", "Z")
+    return when.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def headers(
-    clock: Clock, remaining: int, reset_in: float, name: str = "requests"
+    clock: Clock, remaining: int, reset_in: float, name: str = "requests", limit: int = 50
 ) -> dict[str, str]:
     prefix = f"anthropic-ratelimit-{name}-"
     return {
-        prefix + "limit": "50",
+        prefix + "limit": str(limit),
         prefix + "remaining": str(remaining),
         prefix + "reset": rfc3339(reset_in, clock),
     }
@@ -333,3 +337,200 @@ def test_processes_sharing_a_key_stay_under_its_limit(fake_anthropic: FakeAnthro
     for t in threads:
         t.join()
     assert statuses(fake_anthropic) == [200] * 16
+
+
+# -- the server's request limit, learnt from the headers (virtual clock) ------------------------
+
+
+class VirtualServer:
+    """A request limit of ``limit`` per ``window`` seconds, as a sliding window or a token
+    bucket (the API's documented algorithm), answering with the API's rate-limit headers:
+    ``reset`` is when the limit is fully replenished."""
+
+    def __init__(self, clock: Clock, limit: int, window: float, *, bucket: bool = False) -> None:
+        self.clock, self.limit, self.window, self.bucket = clock, limit, window, bucket
+        self.accepted: list[float] = []
+        self.refused: list[float] = []
+        self.level, self.filled_at = float(limit), 0.0
+
+    def arrive(self, now: float) -> tuple[bool, dict[str, str]]:
+        if self.bucket:
+            rate = self.limit / self.window
+            self.level = min(self.limit, self.level + (now - self.filled_at) * rate)
+            self.filled_at = now
+            ok = self.level >= 1
+            self.level -= 1 if ok else 0
+            remaining = math.floor(self.level)
+            full_in = (self.limit - self.level) / rate
+        else:
+            live = [t for t in self.accepted if t > now - self.window]
+            ok = len(live) < self.limit
+            live += [now] if ok else []
+            remaining = self.limit - len(live)
+            full_in = live[-1] + self.window - now if live else 0.0
+        (self.accepted if ok else self.refused).append(now)
+        prefix = "anthropic-ratelimit-requests-"
+        return ok, {
+            prefix + "limit": str(self.limit),
+            prefix + "remaining": str(remaining),
+            prefix + "reset": rfc3339(full_in, self.clock),
+        }
+
+
+def run_against(
+    server: VirtualServer,
+    limiter: RateLimiter,
+    requests: int,
+    concurrency: int,
+    *,
+    latency: float = 0.2,
+    trip: float = 0.01,
+) -> list[float]:
+    """``requests`` requests from ``concurrency`` workers on the virtual clock; each arrives
+    ``trip`` (varying, so arrivals reorder) after its start and is answered ``latency`` later.
+    Returns the start times of the accepted requests."""
+    clock, rng = server.clock, random.Random(7)
+    events: list[tuple[float, int, str, object]] = []  # (time, order, kind, payload)
+    order = itertools.count()
+    for _ in range(concurrency):
+        heapq.heappush(events, (0.0, next(order), "poll", None))
+    left, starts = requests, []
+    while events:
+        clock.now, _, kind, payload = heapq.heappop(events)
+        if kind == "poll":
+            if left == 0:
+                continue
+            got = limiter.poll()
+            if isinstance(got, Ticket):
+                left -= 1
+                arrival = clock.now + trip * rng.random()
+                heapq.heappush(events, (arrival, next(order), "arrive", got))
+            else:
+                heapq.heappush(events, (clock.now + got, next(order), "poll", None))
+        elif kind == "arrive":
+            assert isinstance(payload, Ticket)
+            ok, answer = server.arrive(clock.now)
+            done = clock.now + (latency if ok else 0.0)
+            heapq.heappush(events, (done, next(order), "ok" if ok else "429", (payload, answer)))
+        else:
+            ticket, answer = typing.cast(tuple[Ticket, dict[str, str]], payload)
+            if kind == "ok":
+                limiter.observe(ticket, answer)
+                starts.append(ticket.started)
+            else:
+                left += 1  # retried
+                limiter.refused(ticket, 1.0, answer)
+            heapq.heappush(events, (clock.now, next(order), "poll", None))
+    return starts
+
+
+@pytest.mark.parametrize("bucket", [False, True], ids=["sliding-window", "token-bucket"])
+def test_the_learnt_limit_frees_slots_one_by_one(bucket: bool) -> None:
+    # 100 requests, 16 at a time, a server allowing 50 per 10 s: the case of
+    # benchmarks/bench_ratelimit.py. Once the first 50 have used the budget up, the next ones
+    # start as the slots of the first ones free (10 s after each), not all at the reset.
+    clock = Clock()
+    server = VirtualServer(clock, 50, 10.0, bucket=bucket)
+    limiter = limiter_on(clock, 300)  # llmeval_rpm = 300: a whole minute's burst allowed
+    starts = run_against(server, limiter, 100, 16)
+    assert server.refused == []
+    assert len(starts) == 100
+    assert limiter.server_limit == 50
+    window = limiter.server_window  # never below the real one: 10 s * 50/49 at most
+    assert window is not None and 10.0 <= window <= 10.0 * 50 / 49 + 0.05
+    first, second = sorted(starts)[:50], sorted(starts)[50:]
+    # waiting for the reset (the budget fully replenished), the 51st waited for the 50th
+    assert second[0] < first[-1] + 10.0
+    if not bucket:  # each of the second 50 in the slot of the one 50 before it
+        gaps = [b - a for a, b in zip(first, second, strict=True)]
+        assert gaps == pytest.approx([window * 1.02] * 50, abs=0.3)
+
+
+@pytest.mark.parametrize("bucket", [False, True], ids=["sliding-window", "token-bucket"])
+def test_the_learnt_limit_holds_over_many_windows(bucket: bool) -> None:
+    clock = Clock()
+    server = VirtualServer(clock, 20, 3.0, bucket=bucket)
+    limiter = limiter_on(clock)  # no limit of its own: the headers alone
+    starts = run_against(server, limiter, 400, 8, latency=0.1, trip=0.02)
+    assert server.refused == []
+    rate = len(starts) / (max(starts) + 3.0)
+    assert 20 / 3.0 * 0.85 <= rate <= 20 / 3.0
+
+
+def test_the_learnt_window_needs_an_answer_that_found_the_budget_nearly_used_up() -> None:
+    clock = Clock()
+    limiter = limiter_on(clock)
+    ticket = start(limiter, clock)
+    limiter.observe(ticket, headers(clock, 30, 10.0))  # 20 of 50 used: a loose bound
+    assert limiter.server_limit == 50 and limiter.server_window is None
+    ticket = start(limiter, clock)
+    limiter.observe(ticket, headers(clock, 0, 10.0))
+    assert limiter.server_window == pytest.approx(10.0 * 50 / 49)  # remaining may be rounded
+
+
+def test_after_the_reset_the_learnt_window_still_paces() -> None:
+    # More workers than the limit: after the reset, no more than the limit start at once.
+    clock = Clock()
+    limiter = limiter_on(clock, margin=0.0)
+    tickets = [start(limiter, clock) for _ in range(4)]
+    for ticket in tickets:
+        limiter.observe(ticket, headers(clock, 0, 10.0, limit=4))
+    window = 10.0 * 4 / 3  # 10 s, and ``remaining`` may be 1 below a token bucket's level
+    assert limiter.server_window == pytest.approx(window)
+    clock.now = 14.0  # the budget is replenished and no answer has reported since
+    granted = simulate([0.0] * 6, clock, limiter)
+    assert granted == pytest.approx([14.0] * 4 + [14.0 + window] * 2)
+
+
+def test_others_on_the_key_take_their_part_of_the_learnt_window() -> None:
+    clock = Clock()
+    limiter = limiter_on(clock, margin=0.0)
+    ours = [start(limiter, clock) for _ in range(2)]
+    limiter.observe(ours[0], headers(clock, 0, 10.0, limit=10))  # 8 of the 10 were others'
+    limiter.observe(ours[1], headers(clock, 0, 10.0, limit=10))
+    # their requests free no slot the limiter knows of: nothing starts before the reset
+    assert simulate([0.0] * 3, clock, limiter) == [10.0] * 3
+
+
+def test_a_refusal_despite_the_learnt_window_widens_it() -> None:
+    # The server's clock runs 2 s behind ours: its resets look 2 s early, the window 8 s.
+    clock = Clock()
+    limiter = limiter_on(clock, margin=0.0)
+    tickets = [start(limiter, clock) for _ in range(4)]
+    for ticket in tickets:
+        limiter.observe(ticket, headers(clock, 0, 8.0, limit=4))
+    assert limiter.server_window == pytest.approx(8.0 * 4 / 3)
+    clock.now = 11.0
+    fifth = start(limiter, clock)
+    assert fifth.started == 11.0  # the learnt window let it through: the server refuses it
+    limiter.refused(fifth, 1.0, headers(clock, 0, 1.0, limit=4))
+    window = limiter.server_window
+    assert window is not None and window >= 11.0  # the 4 before it were all still counted
+    # and a refusal for tokens says nothing about the request window
+    limiter.refused(fifth, 1.0, headers(clock, 3, 1.0, limit=4))
+    assert limiter.server_window == window
+
+
+def test_whole_second_resets_are_read_as_the_end_of_their_second() -> None:
+    clock = Clock()
+    base = "anthropic-ratelimit-requests-"
+    whole = datetime.fromtimestamp(WALL + 5, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    found = parse_limits({base + "remaining": "0", base + "reset": whole}, clock.wall())
+    assert found[0].reset == pytest.approx(6.0)  # a reset rounded down never looks early
+    precise = rfc3339(5.0, clock)
+    found = parse_limits({base + "remaining": "0", base + "reset": precise}, clock.wall())
+    assert found[0].reset == pytest.approx(5.0)
+
+
+def test_the_judge_learns_the_servers_window(fake_anthropic: FakeAnthropic) -> None:
+    # The real SDK against the fake's sliding window of 6 per 1.5 s: the limiter learns
+    # 6 per 1.5 s from the headers and paces by it without a single refusal.
+    fake_anthropic.rpm, fake_anthropic.rpm_window = 6, 1.5
+    j = judge()
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(lambda i: j.score(CASE, f"30 days {i}"), range(14)))
+    assert statuses(fake_anthropic) == [200] * 14
+    assert j.rate_limiter.server_limit == 6
+    window = j.rate_limiter.server_window
+    assert window is not None and 1.5 <= window <= 1.5 * 6 / 5 + 0.5
+    assert max_in_window([r.time for r in fake_anthropic.message_requests()], 1.5) <= 6

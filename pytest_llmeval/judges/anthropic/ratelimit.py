@@ -14,14 +14,28 @@ Three things decide when a request may start (:meth:`RateLimiter.poll`):
    come back in any order, so this is the figure that never overshoots); token budgets are
    turned into requests with the tokens a request has used so far, and ``share`` keeps a
    process to its part when several (xdist workers) use one key. When a budget is used up,
-   starts wait until its ``reset`` (the time the API says it is fully replenished): bursting
-   to the budget and waiting for the reset keeps about the full rate against a token bucket
-   and a fixed or sliding window alike, without refusals.
-3. **Refusals**: a 429 pauses every start until its ``retry-after`` (exponential backoff when it
+   starts wait until its ``reset`` (the time the API says it is fully replenished). A
+   ``reset`` given in whole seconds is read as the end of that second.
+3. **The server's request limit, learnt**: ``requests-limit`` is the allowance L, and every
+   answer bounds its window from above: the server would be fully replenished ``reset``
+   after the request started if it refilled L per W, whether it is a token bucket (the API's
+   documented algorithm) or a sliding window, so W <= (reset - start) * L / (L - remaining).
+   The smallest bound (the first answer that found the budget used up gives W itself, plus
+   the request's trip to the server) becomes a sliding window of ``L * share`` starts per W
+   (widened by ``margin``) over this process's own start times, less what the headers show
+   others on the key used. An exhausted request budget then no longer holds every start
+   until the window is empty (``reset``): each start waits only for the slot of the start W
+   before it, as the server frees it. No more than L start in any W, which a token bucket
+   and a sliding window of L per W both accept. When the server counted more than this
+   process can have sent (others use the key), only the budget paces until its reset. A
+   refusal the learnt window let through (a clock that disagrees with the server's) widens
+   it: the L previous starts were all still counted, so W is longer than they span.
+4. **Refusals**: a 429 pauses every start until its ``retry-after`` (exponential backoff when it
    has none, doubling on consecutive refusals); the first accepted answer ends the backoff. The
-   judge's own retry of the refused request waits the same time: the safety net.
+   judge's own retry of the refused request waits the same time: the safety net. The SDK's
+   own retries are off (``max_retries=0``), so no wait is ever added to another.
 
-Without ``max_requests`` only 2 and 3 apply. Threads and asyncio tasks share one limiter: it
+Without ``max_requests`` only 2 to 4 apply. Threads and asyncio tasks share one limiter: it
 never sleeps itself, :meth:`poll` answers at once with a ticket or the seconds to wait.
 """
 
@@ -73,7 +87,10 @@ def _seconds_until(value: str | None, now: float) -> float | None:
         return None
     if when.tzinfo is None:
         return None
-    return max(0.0, when.timestamp() - now)
+    seconds = when.timestamp() - now
+    if "." not in value:
+        seconds += 1.0  # whole seconds: the reset may be anywhere in that second
+    return max(0.0, seconds)
 
 
 def parse_limits(headers: Mapping[str, str], now: float | None = None) -> list[ServerLimit]:
@@ -120,6 +137,13 @@ class _Budget:
     until: float  # monotonic time of the reset (the latest one reported)
 
 
+KEPT_STARTS = 4096
+"""Start times kept at least (a limit of L needs the last L; more if the limit is larger)."""
+MAX_KEPT_STARTS = 100_000
+TIGHT = 0.1
+"""An answer bounds the window tightly when at most this part of the limit remained."""
+
+
 class RateLimiter:
     """Request starts allowed by the configured limit, the server's budget and its refusals.
 
@@ -129,7 +153,8 @@ class RateLimiter:
         per_seconds: the window (``llmeval_rpm_window``); shorter windows mean smaller bursts.
         share: the part of the server's reported budget this process may use (``1/n`` for n
             processes on one API key).
-        margin: the window is widened by this fraction, for arrival jitter at the server.
+        margin: the windows (configured and learnt) are widened by this fraction, for arrival
+            jitter at the server.
         initial_backoff, max_backoff: the pause after a 429 without ``retry-after``.
         max_pause: cap in seconds on any pause from headers or ``retry-after``.
         poll_interval: longest sleep before asking again (new answers can change the budget).
@@ -156,6 +181,7 @@ class RateLimiter:
         self.max_requests = max_requests
         self.per_seconds = per_seconds
         self.share = share
+        self.margin = margin
         # A fractional allowance (300 rpm over 7 workers) keeps its average rate: whole
         # requests in a proportionally longer window.
         self.capacity = max(1, math.floor(max_requests)) if max_requests else 0
@@ -168,19 +194,36 @@ class RateLimiter:
         self._clock = clock
         self._wall = wall_clock
         self._lock = threading.Lock()
-        self._starts: deque[float] = deque()
+        self._starts: deque[float] = deque()  # every start, the last ``_keep`` of them
+        self._keep = min(MAX_KEPT_STARTS, max(self.capacity, KEPT_STARTS))
         self._seq = 0
         self._in_flight: set[int] = set()
         self._pause_until = -math.inf
         self._refusals = 0
         self._budgets: dict[str, _Budget] = {}
         self._per_request: dict[str, float] = {}
+        # the server's request limit, learnt from the headers
+        self.server_limit: float | None = None
+        self._window_above = math.inf  # the smallest upper bound on its window (answers)
+        self._window_below = 0.0  # the largest lower bound (refusals despite the window)
+        self._shared_until = -math.inf  # others use the key: the learnt window is off till then
         self.refusals_seen = 0
 
     @classmethod
     def per_minute(cls, rpm: float) -> RateLimiter:
         """A limiter for ``rpm`` requests per minute (``llmeval_rpm``)."""
         return cls(rpm, 60.0)
+
+    @property
+    def server_window(self) -> float | None:
+        """The learnt window of the server's request limit in seconds (``None``: not yet)."""
+        with self._lock:
+            return self._learnt_window()
+
+    def _learnt_window(self) -> float | None:
+        if self.server_limit is None or not math.isfinite(self._window_above):
+            return None
+        return max(self._window_above, self._window_below)
 
     # -- starting ----------------------------------------------------------------------------
 
@@ -191,24 +234,47 @@ class RateLimiter:
             wait = self._wait(now)
             if wait > 0:
                 return min(wait, self.poll_interval)
-            if self.capacity:
-                self._starts.append(now)
-                while len(self._starts) > self.capacity:
-                    self._starts.popleft()
+            self._starts.append(now)
+            while len(self._starts) > self._keep:
+                self._starts.popleft()
             self._seq += 1
             self._in_flight.add(self._seq)
             return Ticket(self._seq, now)
 
+    def _slot(self, count: int, window: float, now: float) -> float:
+        """Seconds until fewer than ``count`` of the kept starts lie in the last ``window``."""
+        if count < 1:
+            return math.inf
+        if len(self._starts) < count:
+            return 0.0
+        return self._starts[-count] + window - now
+
     def _wait(self, now: float) -> float:
         wait = self._pause_until - now
-        if self.capacity and len(self._starts) >= self.capacity:
-            wait = max(wait, self._starts[0] + self.window - now)
+        if self.capacity:
+            wait = max(wait, self._slot(self.capacity, self.window, now))
+        learnt = self._learnt_slot(now)
         for name, budget in list(self._budgets.items()):
             if budget.until <= now:
                 del self._budgets[name]  # replenished: the next answer reports afresh
             elif self._allowance(name, budget) < 1:
-                wait = max(wait, budget.until - now)
+                until = budget.until - now
+                if name == "requests" and learnt is not None:
+                    until = min(until, learnt)  # the learnt window frees slots one by one
+                wait = max(wait, until)
+        if learnt is not None and "requests" not in self._budgets:
+            wait = max(wait, learnt)  # replenished, or not heard of since: the window alone
         return wait
+
+    def _learnt_slot(self, now: float) -> float | None:
+        """Seconds until the learnt window has a free slot (``None``: nothing learnt)."""
+        window = self._learnt_window()
+        if window is None or self.server_limit is None:
+            return None
+        if self._shared_until > now:
+            return None
+        count = math.floor(self.server_limit * self.share)
+        return self._slot(count, window * (1.0 + self.margin), now)
 
     def _allowance(self, dimension: str, budget: _Budget) -> float:
         """Starts the budget still allows. The answer that reported the lowest ``remaining``
@@ -258,7 +324,7 @@ class RateLimiter:
                         spent if before is None else max(spent, 0.8 * before + 0.2 * spent)
                     )
             if headers is not None:
-                self._learn(headers)
+                self._learn(headers, ticket)
 
     def refused(
         self,
@@ -282,20 +348,73 @@ class RateLimiter:
             pause = min(pause, self.max_pause if max_pause is None else max_pause, self.max_pause)
             self._pause_until = max(self._pause_until, self._clock() + pause)
             if headers is not None:
+                self._widen(ticket, headers)
                 self._learn(headers)
             return pause
 
-    def _learn(self, headers: Mapping[str, str]) -> None:
+    def _widen(self, ticket: Ticket, headers: Mapping[str, str]) -> None:
+        """A refusal for want of requests while the learnt window had room: the server still
+        counted the L starts before ``ticket``, so its window is longer than they span."""
+        window, limit = self._learnt_window(), self.server_limit
+        if window is None or limit is None:
+            return
+        if _number(headers.get(HEADER_PREFIX + "requests-remaining")) != 0:
+            return  # refused for tokens (or no telling): says nothing about the window
+        below = window * 1.05  # at least a little wider each time
+        count = math.floor(limit * self.share)
+        before = [t for t in self._starts if t < ticket.started]
+        if self.share == 1 and 1 <= count <= len(before):
+            # alone on the key, all L were this process's own
+            below = max(below, (ticket.started - before[-count]) * (1.0 + self.margin))
+        self._window_below = max(self._window_below, below)
+
+    def _learn(self, headers: Mapping[str, str], answered: Ticket | None = None) -> None:
         now = self._clock()
         for limit in parse_limits(headers, self._wall()):
             if limit.reset is None:
                 continue
-            low, until = limit.remaining, now + min(limit.reset, self.max_pause)
+            reset = min(limit.reset, self.max_pause)
+            if limit.dimension == "requests" and answered is not None:
+                self._learn_window(limit, answered, now)
+            low, until = limit.remaining, now + reset
             known = self._budgets.get(limit.dimension)
             if known is not None and known.until > now:
                 # until it is replenished, a budget only goes down
                 low, until = min(low, known.low), max(until, known.until)
             self._budgets[limit.dimension] = _Budget(low, until)
+
+    def _learn_window(self, limit: ServerLimit, answered: Ticket, now: float) -> None:
+        """Bound the server's request window from an accepted answer (see the module doc)."""
+        if limit.limit is None or limit.reset is None or not limit.limit >= 1:
+            return
+        if limit.limit != self.server_limit:  # a new limit (another tier): learn afresh
+            self.server_limit = limit.limit
+            self._window_above, self._window_below = math.inf, 0.0
+            wanted = max(self.capacity, KEPT_STARTS, math.floor(limit.limit * self.share))
+            self._keep = min(MAX_KEPT_STARTS, wanted)
+        used = min(limit.limit, limit.limit - limit.remaining)
+        if used <= 0:
+            return
+        elapsed = now + limit.reset - answered.started
+        if limit.remaining <= TIGHT * limit.limit and used > 1:
+            # a token bucket's level is a fraction: ``remaining`` may be up to 1 below it
+            self._window_above = min(self._window_above, elapsed * limit.limit / (used - 1))
+        if used > self._counted(answered.started - elapsed) / self.share:
+            # The server counted more than this process (its part, with ``share``) can have
+            # sent: others use the key too. Their requests free no slot this process knows of,
+            # so until the reset only the budget paces (``remaining`` less all in flight).
+            self._shared_until = max(self._shared_until, now + limit.reset)
+
+    def _counted(self, since: float) -> int:
+        """This process's starts after ``since``: every one the server may have counted by
+        the time it took an answered request (a start after it may still have got there first,
+        so those started since count too)."""
+        count = 0
+        for index in range(len(self._starts) - 1, -1, -1):
+            if self._starts[index] <= since:
+                break
+            count += 1
+        return count
 
     def __repr__(self) -> str:
         return f"RateLimiter(max_requests={self.max_requests}, per_seconds={self.per_seconds})"
