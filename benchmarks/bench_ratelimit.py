@@ -16,34 +16,135 @@ Run by hand (not in CI): ``/work/venv/bin/python benchmarks/bench_ratelimit.py``
 4. for reference, run 3 against a server that sends no rate-limit headers (only 429 +
    ``retry-after``: the safety net alone).
 
-Every run prints its wall time, the judge calls, the server's answers by status and the cases
-that failed or errored. The last line holds the ratios against the targets.
+Every run prints its wall time, the judge calls, the server's answers by status (read from the
+server's own record of every request: ``bench_concurrency``'s summary line held the wrong line
+here, so refusals always read 0), the cases that failed or errored and, for the 10 s windows,
+when the 50th and the 51st accepted requests arrived. The last line holds the ratios against
+the targets.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import signal
+import subprocess
 import sys
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 # the script's folder is on sys.path
-from bench_concurrency import Run, count_429, request_span, run_pytest, write_project
+from bench_concurrency import FAKE_SERVER, environment, pytest_cmd, write_project
 
 TARGET_RATIO_60 = 1.2
 TARGET_WALL_10 = 13.1
 
 
+# The standalone fake server (larger listen backlog, as bench_concurrency's), writing the
+# arrival time and status of every /v1/messages request to a file when it stops.
+SERVER_BOOT = """\
+import importlib.util, json, socketserver, sys
+socketserver.TCPServer.request_queue_size = 128
+spec = importlib.util.spec_from_file_location("fake_anthropic_bench", sys.argv[1])
+fake = sys.modules["fake_anthropic_bench"] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(fake)
+stop = fake.FakeAnthropic.stop
+
+
+def stop_and_record(self):
+    with open(sys.argv[2], "w", encoding="utf-8") as out:
+        json.dump([[r.time, r.status] for r in self.message_requests()], out)
+    stop(self)
+
+
+fake.FakeAnthropic.stop = stop_and_record
+sys.exit(fake.main(sys.argv[3:]))
+"""
+
+
+@dataclass(frozen=True)
+class Run:
+    wall: float
+    summary: dict[str, Any]
+    arrivals: list[tuple[float, int]]  # (seconds after the first request, status)
+
+    @property
+    def refusals(self) -> int:
+        return sum(1 for _, status in self.arrivals if status == 429)
+
+    @property
+    def failed(self) -> int:
+        return int(self.summary["failed"] + self.summary["errors"])
+
+    def accepted(self) -> list[float]:
+        return [t for t, status in self.arrivals if status == 200]
+
+
+def run_pytest(project: Path, server_args: list[str], *args: str) -> Run:
+    report, record = project / "report.json", project / "arrivals.json"
+    server_args = ["--port", "0", *server_args]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVER_BOOT, str(FAKE_SERVER), str(record), *server_args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        if not url.startswith("http://127.0.0.1:"):
+            raise RuntimeError(f"the fake server did not start: {url!r}")
+        t0 = time.perf_counter()
+        done = subprocess.run(
+            pytest_cmd("--llmeval-no-cache", "--llmeval-report", str(report), *args),
+            cwd=project,
+            env=environment(url),
+            capture_output=True,
+            text=True,
+        )
+        wall = time.perf_counter() - t0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=15)
+    if not report.exists():
+        raise RuntimeError(f"pytest wrote no report (exit {done.returncode}): {done.stdout[-500:]}")
+    summary = json.loads(report.read_text(encoding="utf-8"))["summary"]
+    report.unlink()
+    raw = json.loads(record.read_text(encoding="utf-8"))
+    record.unlink()
+    first = raw[0][0] if raw else 0.0
+    return Run(wall, summary, [(t - first, int(status)) for t, status in raw])
+
+
 def one(project: Path, server: list[str], concurrency: int, label: str, cases: int) -> Run:
     run = run_pytest(project, server, "--llmeval-concurrency", str(concurrency))
     s = run.summary
-    bad = s["failed"] + s["errors"]
+    by_status: dict[int, int] = {}
+    for _, status in run.arrivals:
+        by_status[status] = by_status.get(status, 0) + 1
+    span = run.arrivals[-1][0] if run.arrivals else 0.0
     print(
         f"{label:<44} wall {run.wall:6.2f} s; judge calls {s['judge_calls']};"
-        f" failed or errored {bad}/{cases}; server 429s {count_429(run.server)}; {run.server}"
+        f" failed or errored {run.failed}/{cases}; server 429s {run.refusals};"
+        f" answers by status {dict(sorted(by_status.items()))}, arriving over {span:.2f} s"
     )
     return run
+
+
+def timeline(run: Run, per_window: int) -> str:
+    """When the request after the first window's allowance got in."""
+    accepted = run.accepted()
+    if len(accepted) <= per_window:
+        return "fewer requests than one window allows"
+    last, next_ = accepted[per_window - 1], accepted[per_window]
+    return (
+        f"accepted #{per_window} at {last:.2f} s, #{per_window + 1} at {next_:.2f} s"
+        f" ({next_ - last:.2f} s later), the last at {accepted[-1]:.2f} s"
+    )
 
 
 def best(runs: list[Run]) -> Run:
@@ -79,25 +180,27 @@ def main(argv: list[str] | None = None) -> int:
         wide = best([one(limited, window_60, c, label_60, n) for _ in range(args.repeat)])
         window_10 = [*latency, "--rpm", str(per_10s), "--rpm-window", "10"]
         narrow = one(limited, window_10, c, f"3. rpm {args.rpm}, server {per_10s} per 10 s", n)
-        one(
+        print(f"   {timeline(narrow, per_10s)}")
+        bare = one(
             limited,
             [*window_10, "--no-limit-headers"],
             c,
             "4. as 3, server sends no rate-limit headers",
             n,
         )
+        print(f"   {timeline(bare, per_10s)}")
 
     # Outside the judge requests' span: Python, pytest, collection, the SDK import, the first
     # SUT call, the last answer, the summary. Printed so a loaded machine can be told apart.
-    fixed = base.wall - (request_span(base.server) or 0.0)
-    span = request_span(narrow.server) or 0.0
+    fixed = base.wall - (base.arrivals[-1][0] if base.arrivals else 0.0)
+    span = narrow.arrivals[-1][0] if narrow.arrivals else 0.0
     print(
         f"outside the requests' span (run 1): {fixed:.2f} s; run 3's requests arrived over"
-        f" {span:.2f} s (the ideal for 2 windows of 50: 10 s plus one burst)"
+        f" {span:.2f} s (the 51st cannot arrive before the 1st's slot frees, 10 s after it)"
     )
     ratio = wide.wall / base.wall
-    refusals = count_429(wide.server)
-    failed = narrow.summary["failed"] + narrow.summary["errors"]
+    refusals = wide.refusals
+    failed = narrow.failed
     print(f"load at end {os.getloadavg()}")
     print(
         f"ratio rpm-{args.rpm}/60 s vs no limit: {ratio:.2f}x (target <= {TARGET_RATIO_60}x),"
