@@ -721,3 +721,54 @@ def test_interleaving_end_to_end_prefers_the_better_ranking() -> None:
         clicks = [i for i, doc in enumerate(merged) if doc in relevant and rng.random() < 0.7]
         outcomes.append(interleaving_credit(teams, clicks))
     assert interleaving_test(outcomes).preferred == "a"
+
+
+def test_two_processes_ingesting_the_same_events_count_each_once(tmp_path: Path) -> None:
+    """Overlapping files from two writers at once: no event lost, none counted twice, and the
+    aggregates equal those of one writer ingesting both files in turn."""
+    records: list[Any] = [resp(f"r{i}", f"s{i // 3}", T0 + i, variant="v") for i in range(200)]
+    kinds = ("copy", "thumbs_up", "thumbs_down", "rephrase_retry", "continue", "task_complete")
+    events = [ev(kinds[i % 6], f"r{i % 200}", T0 + 300 + i) for i in range(3000)]
+    events += [ev("task_complete", None, T0 + 50 + i, session_id=f"s{i}") for i in range(40)]
+    files = [
+        write_jsonl(tmp_path / "a.jsonl", records[:150] + events[:2000]),
+        write_jsonl(tmp_path / "b.jsonl", events[1000:] + records[100:]),
+    ]
+    db = str(tmp_path / "shared.sqlite3")
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Event()
+    procs = [ctx.Process(target=_ingest_worker, args=(db, str(f), start)) for f in files]
+    for proc in procs:
+        proc.start()
+    start.set()
+    for proc in procs:
+        proc.join(120)
+        assert proc.exitcode == 0
+    with EventStore(tmp_path / "one.sqlite3") as one:
+        one.ingest_files(files)
+        expected = one.dashboard(window=None, until=T0 + 10_000, by="variant")
+        facts = one.query("SELECT * FROM facts ORDER BY skey, response_id")
+    with EventStore(db, create=False) as store:
+        assert store.counts() == {"responses": 200, "events": 3040, "failures": 0}
+        assert store.dashboard(window=None, until=T0 + 10_000, by="variant") == expected
+        assert store.query("SELECT * FROM facts ORDER BY skey, response_id") == facts
+        assert store.query("SELECT COUNT(*) FROM pending") == [(0,)]
+
+
+def test_a_corrupted_line_names_file_line_and_field_and_strict_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    good = [resp("r1", "s1", T0)] + [ev("copy", "r1", T0 + i + 0.5) for i in range(50)]
+    lines: list[Any] = [*good[:20], '{"type": "copy", "response_id": "r1", "timestamp": "soon"}']
+    path = write_jsonl(tmp_path / "e.jsonl", lines + good[20:])
+    s = EventStore(tmp_path / "db.sqlite3")
+    report = s.ingest_file(path, strict=True)
+    assert [str(e) for e in report.errors] == [
+        f"{path}:21: field 'timestamp': not an ISO 8601 timestamp or epoch seconds: 'soon'"
+    ]
+    assert report.rejected_files == (str(path),)
+    assert s.counts() == {"responses": 0, "events": 0, "failures": 0}
+    assert s.query("SELECT COUNT(*) FROM facts") == [(0,)]
+    lenient = s.ingest_file(path)  # without strict the other lines are kept
+    assert (lenient.responses_added, lenient.events_added, len(lenient.errors)) == (1, 50, 1)
+    assert s.metric("copy_rate", window=None, until=T0 + 100).numerator == 1
