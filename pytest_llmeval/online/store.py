@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -195,8 +196,9 @@ class EventStore(Recorder):
             conn.executemany(_UPSERT_RESPONSE, responses)
             conn.executemany(_TOUCH, [(r[0],) for r in responses])
         if events:
-            # In key order, successive rows land on the same or the next page of the events key
-            events.sort()
+            # By response id (the key's first column), successive rows land on the same or the
+            # next page of the events key (sorting whole tuples costs three times as much)
+            events.sort(key=itemgetter(0))
             added_events = conn.executemany(_INSERT_EVENT, events).rowcount
             self._fold(events)
         if failures:
