@@ -11,10 +11,9 @@ ingest maintains so the dashboard never reads the events themselves:
 * ``pending``: the same signals for response ids that have events but no stored response yet
   (the dashboard's ``unattributed_events``); they move into ``facts`` when the response comes.
 
-Every signal is a MIN or a MAX over events, so each write folds its events into the old
-aggregates (a repeated event changes nothing) at the end of its transaction, without reading
-the events table back: they always equal what the events table says whatever the order in
-which lines arrive (events before their response, a file twice, two writers at once).
+Each write recomputes the aggregates of the responses and sessions it touched from their
+events, at the end of its transaction, so they always equal what the events table says
+whatever the order in which lines arrive (events before their response, a file twice).
 Opening a version-1 store migrates it in one
 transaction (the events are kept; the aggregates are computed from them).
 """
@@ -124,81 +123,45 @@ GROUP BY session_id
 _SIG = ", ".join(SIGNALS)
 _A_SIG = ", ".join(f"a.{n}" for n in SIGNALS)
 
-# -- upkeep. Every signal is a MIN or a MAX over events, so the aggregate of old and new events
-# is the MIN/MAX of the old aggregate (a facts or pending row) and the new events' aggregate:
-# ingest folds each chunk's events into ``temp._agg`` (per response id) and ``temp._sagg``
-# (per session, events without a response id) and never reads the events table back. A
-# repeated event changes no MIN or MAX, so duplicates need no special case. At the end of the
-# transaction the touched response ids are in ``temp._rid`` (stored responses and event ids).
-
-
-def _least(fn: str, *values: str) -> str:
-    """``fn`` (MIN or MAX) of the values that are not NULL; NULL when all are."""
-    rotations = [", ".join(values[i:] + values[:i]) for i in range(len(values))]
-    return f"{fn.lower()}(" + ", ".join(f"COALESCE({r})" for r in rotations) + ")"
-
-
-def _merged(*aliases: str) -> str:
-    return ", ".join(
-        _least(_MERGE[name], *(f"{a}.{name}" for a in aliases)) + f" AS {name}" for name in SIGNALS
-    )
-
-
-#: Fold one row of new signals into ``temp._agg`` (parameters: response_id, then SIGNALS).
-AGG_UPSERT = (
-    f"INSERT INTO temp._agg (response_id, {_SIG}) VALUES (?{', ?' * len(SIGNALS)})"
-    " ON CONFLICT (response_id) DO UPDATE SET "
-    + ", ".join(f"{n} = {_least(_MERGE[n], n, f'excluded.{n}')}" for n in SIGNALS)
+# -- upkeep at the end of a transaction: the touched response ids are in temp._rid, the touched
+# sessions (events without a response id) in temp._sid. Each touched response's aggregates are
+# recomputed from its events (one range of the events key) rather than merged chunk by chunk,
+# so a response written to by many chunks is rewritten once.
+_MOVED = (
+    "SELECT r.response_id FROM temp._rid t JOIN responses r ON r.response_id = t.response_id"
+    " WHERE r.session_id IS NOT NULL"
 )
-#: The same for a session's own events (parameters: session_id, continue_first, complete_first).
-SAGG_UPSERT = (
-    "INSERT INTO temp._sagg (session_id, continue_first, complete_first) VALUES (?, ?, ?)"
-    " ON CONFLICT (session_id) DO UPDATE SET "
-    + ", ".join(
-        f"{n} = {_least('MIN', n, f'excluded.{n}')}" for n in ("continue_first", "complete_first")
-    )
-)
-
 UPKEEP = (
-    "INSERT OR IGNORE INTO temp._rid SELECT response_id FROM temp._agg",
-    "DELETE FROM temp._m",
-    # Per touched id: its response (if stored) and the old aggregate (in pending, in facts under
-    # its session, or under '' while it had none) merged with the new events'.
-    f"INSERT INTO temp._m (response_id, stored, skey, ts, variant, model, {_SIG})"
-    " SELECT t.response_id, r.response_id IS NOT NULL, COALESCE(r.session_id, ''), r.ts,"
-    f" r.variant, r.model, {_merged('a', 'p', 'f1', 'f0')}"
-    " FROM temp._rid t"
-    " LEFT JOIN temp._agg a ON a.response_id = t.response_id"
-    " LEFT JOIN pending p ON p.response_id = t.response_id"
-    " LEFT JOIN responses r ON r.response_id = t.response_id"
-    " LEFT JOIN facts f1 ON f1.skey = r.session_id AND f1.response_id = t.response_id"
-    " LEFT JOIN facts f0 ON f0.skey = '' AND f0.response_id = t.response_id",
+    "DELETE FROM temp._agg",
+    "INSERT INTO temp._agg "
+    + AGGREGATE.format(src="events").replace(
+        "WHERE response_id != ''",
+        "WHERE response_id IN (SELECT response_id FROM temp._rid) AND response_id != ''",
+    ),
     # A response that gained a session was filed under '' until now.
-    "DELETE FROM facts WHERE skey = '' AND response_id IN"
-    " (SELECT response_id FROM temp._m WHERE stored AND skey != '')",
+    f"DELETE FROM facts WHERE skey = '' AND response_id IN ({_MOVED})",
     f"INSERT OR REPLACE INTO facts (skey, response_id, ts, variant, model, {_SIG})"
-    f" SELECT skey, response_id, ts, variant, model, {_SIG} FROM temp._m WHERE stored",
-    "DELETE FROM pending WHERE response_id IN (SELECT response_id FROM temp._m)",
-    f"INSERT INTO pending (response_id, {_SIG})"
-    f" SELECT response_id, {_SIG} FROM temp._m WHERE NOT stored",
-    "DELETE FROM temp._m",
-    f"INSERT INTO temp._m (response_id, stored, skey, {_SIG})"
-    f" SELECT '', 1, s.session_id, {_merged('s', 'f')} FROM temp._sagg s"
-    " LEFT JOIN facts f ON f.skey = s.session_id AND f.response_id = ''",
-    f"INSERT OR REPLACE INTO facts (skey, response_id, ts, variant, model, {_SIG})"
-    f" SELECT skey, '', NULL, NULL, NULL, {_SIG} FROM temp._m",
-    *(f"DELETE FROM temp.{t}" for t in ("_m", "_rid", "_agg", "_sagg")),
+    f" SELECT COALESCE(r.session_id, ''), r.response_id, r.ts, r.variant, r.model, {_A_SIG}"
+    " FROM temp._rid t JOIN responses r ON r.response_id = t.response_id"
+    " LEFT JOIN temp._agg a ON a.response_id = t.response_id",
+    "DELETE FROM pending WHERE response_id IN (SELECT response_id FROM temp._rid)",
+    f"INSERT INTO pending (response_id, {_SIG}) SELECT a.response_id, {_A_SIG} FROM temp._agg a"
+    " WHERE NOT EXISTS (SELECT 1 FROM responses r WHERE r.response_id = a.response_id)",
+    "DELETE FROM facts WHERE response_id = '' AND skey IN (SELECT session_id FROM temp._sid)",
+    f"INSERT INTO facts (skey, response_id, ts, variant, model, {_SIG})"
+    + _SESSION_AGGREGATE.format(src="events").replace(
+        "WHERE response_id = ''",
+        "WHERE response_id = '' AND session_id IN (SELECT session_id FROM temp._sid)",
+    ),
+    "DELETE FROM temp._rid",
+    "DELETE FROM temp._sid",
 )
 
 TEMP_TABLES = (
-    "CREATE TEMP TABLE IF NOT EXISTS _rid (response_id TEXT PRIMARY KEY)",
+    "CREATE TEMP TABLE IF NOT EXISTS _sid (session_id TEXT PRIMARY KEY)",
     f"CREATE TEMP TABLE IF NOT EXISTS _agg (response_id TEXT PRIMARY KEY, {_SIG})",
-    f"CREATE TEMP TABLE IF NOT EXISTS _sagg (session_id TEXT PRIMARY KEY, {', '.join(SIGNALS)})",
-    "CREATE TEMP TABLE IF NOT EXISTS _m (response_id TEXT, stored INTEGER, skey TEXT,"
-    f" ts REAL, variant TEXT, model TEXT, {_SIG})",
+    "CREATE TEMP TABLE IF NOT EXISTS _rid (response_id TEXT PRIMARY KEY)",
 )
-#: Emptied when a transaction starts (a rolled-back one may have left rows).
-TEMP_CLEAR = tuple(f"DELETE FROM temp.{t}" for t in ("_m", "_rid", "_agg", "_sagg"))
 
 
 def _script(conn: sqlite3.Connection, script: str) -> None:

@@ -63,12 +63,7 @@ WHERE excluded.ts < responses.ts
 """
 _INSERT_FAILURE = "INSERT OR IGNORE INTO failures VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _INSERT_EVENT = "INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?, ?)"
-_CHUNK = 100_000
-_TOUCH = "INSERT OR IGNORE INTO temp._rid VALUES (?)"
-# Event types whose first time is a signal, and their index in ``schema.SIGNALS``
-_FIRST_SIGNAL = {"copy": 0, "continue": 6, "task_complete": 7}
-_SESSION_SIGNAL = {"continue": 0, "task_complete": 1}  # a session's own events
-_FOLD_LIMIT = 200_000  # folded ids held in memory before they move into the temp tables
+_CHUNK = 20_000
 
 
 class _Tx:
@@ -114,8 +109,8 @@ class EventStore(Recorder):
         if create:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None)
-        self._agg: dict[str, list[float | None]] = {}
-        self._sagg: dict[str, list[float | None]] = {}
+        self._touched: set[str] = set()
+        self._sessions: set[str] = set()
         try:
             self._conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
             self._init_schema(create)
@@ -188,82 +183,31 @@ class EventStore(Recorder):
     def _flush(
         self, responses: list[ResponseRow], events: list[EventRow], failures: list[FailureRow]
     ) -> tuple[int, int]:
-        """Insert buffered rows and fold the events into the aggregates of the open
-        transaction; returns (events, failures) added."""
+        """Insert buffered rows and keep the aggregates in step, in the open transaction;
+        returns (events, failures) added."""
         conn = self._conn
         added_events = added_failures = 0
         if responses:
             conn.executemany(_UPSERT_RESPONSE, responses)
-            conn.executemany(_TOUCH, [(r[0],) for r in responses])
+            self._touched.update(r[0] for r in responses)
         if events:
             # By response id (the key's first column), successive rows land on the same or the
             # next page of the events key (sorting whole tuples costs three times as much)
             events.sort(key=itemgetter(0))
             added_events = conn.executemany(_INSERT_EVENT, events).rowcount
-            self._fold(events)
+            self._touched.update(map(itemgetter(0), events))
+            self._sessions.update(e[3] for e in events if not e[0])
         if failures:
             added_failures = conn.executemany(_INSERT_FAILURE, failures).rowcount
         return added_events, added_failures
 
-    def _fold(self, events: list[EventRow]) -> None:
-        """Fold events into the per-response and per-session signals (``schema.SIGNALS``
-        order): MIN of first times and delays, MAX of last times."""
-        agg, sagg = self._agg, self._sagg
-        first = _FIRST_SIGNAL
-        for rid, kind, ts, sid, delay, _meta, _eid in events:
-            if not rid:
-                i = _SESSION_SIGNAL.get(kind)
-                if i is not None:
-                    s = sagg.get(sid)
-                    if s is None:
-                        sagg[sid] = s = [None, None]
-                    v = s[i]
-                    if v is None or ts < v:
-                        s[i] = ts
-                continue
-            s = agg.get(rid)
-            if s is None:
-                agg[rid] = s = [None] * 8
-            if kind in first:
-                i = first[kind]
-                v = s[i]
-                if v is None or ts < v:
-                    s[i] = ts
-            elif kind == "thumbs_up" or kind == "thumbs_down":
-                i = 4 if kind == "thumbs_up" else 5
-                v = s[i]
-                if v is None or ts > v:
-                    s[i] = ts
-            elif kind == "rephrase_retry":
-                v = s[1]
-                if v is None or ts > v:
-                    s[1] = ts
-                if delay >= 0:
-                    v = s[2]
-                    if v is None or delay < v:
-                        s[2] = delay
-                else:
-                    v = s[3]
-                    if v is None or ts < v:
-                        s[3] = ts
-        if len(agg) + len(sagg) >= _FOLD_LIMIT:
-            self._spill()
-
-    def _spill(self) -> None:
-        """Move the folded signals into the temp tables (bounds the memory of a big ingest)."""
-        if self._agg:
-            self._conn.executemany(
-                schema.AGG_UPSERT, [(rid, *sig) for rid, sig in self._agg.items()]
-            )
-        if self._sagg:
-            self._conn.executemany(
-                schema.SAGG_UPSERT, [(sid, *sig) for sid, sig in self._sagg.items()]
-            )
-        self._agg, self._sagg = {}, {}
-
     def _upkeep(self) -> None:
-        """Bring ``facts`` and ``pending`` up to date with this transaction (see :mod:`.schema`)."""
-        self._spill()
+        """Recompute the aggregates of what this transaction touched (see :mod:`.schema`)."""
+        touched, sessions = self._touched, self._sessions
+        touched.discard("")
+        self._touched, self._sessions = set(), set()
+        self._conn.executemany("INSERT INTO temp._rid VALUES (?)", ((t,) for t in touched))
+        self._conn.executemany("INSERT INTO temp._sid VALUES (?)", ((s,) for s in sessions))
         for statement in schema.UPKEEP:
             self._conn.execute(statement)
 
@@ -275,10 +219,6 @@ class EventStore(Recorder):
         of their work; measured with ``benchmarks/bench_online.py``).
         """
         before = self._count("responses")
-        # A rolled-back transaction may have left folded signals behind: they are not stored.
-        self._agg, self._sagg = {}, {}
-        for statement in schema.TEMP_CLEAR:
-            self._conn.execute(statement)
         added_events = added_failures = total = 0
         responses: list[ResponseRow] = []
         events: list[EventRow] = []
