@@ -29,3 +29,28 @@ def test_a_plain_project_shows_writes_and_imports_nothing(
     assert loaded == "LOADED:", loaded  # not even the judge's SDK with a key set
     assert not step.exists()
     assert not (pytester.path / ".llmeval").exists()
+
+
+def test_a_cached_rerun_loads_neither_the_sdk_nor_jsonschema_nor_scipy(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Valid case files and a valid baseline take the fast checks: jsonschema is imported only
+    to explain a file that fails them; scipy only for statistics this run does not need."""
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-api03-inert-test-0123456789")
+    pytester.makeconftest(
+        PROBE + "\nimport pytest\n\n@pytest.fixture(scope='session')\ndef llmeval_sut():\n"
+        "    return lambda case: case.ground_truth\n"
+    )
+    pytester.makeini("[pytest]\nllmeval_judge = local\n")
+    pytester.makefile(
+        ".jsonl",
+        llmeval_small='{"id": "a", "question": "Refund window?", "ground_truth": "30 days"}\n'
+        '{"id": "b", "question": "Locker?", "ground_truth": "Five days in the locker"}\n',
+    )
+    first = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--llmeval-update-baseline")
+    first.assert_outcomes(passed=2)
+    rerun = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-s")
+    rerun.assert_outcomes(passed=2)
+    assert any("cache hits: 2" in ln for ln in rerun.outlines), rerun.outlines
+    loaded = next(ln for ln in rerun.outlines if ln.startswith("LOADED:"))
+    assert not {"anthropic", "httpx", "scipy", "jsonschema"} & set(loaded[7:].split(",")), loaded
