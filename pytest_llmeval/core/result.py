@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -321,7 +322,7 @@ def build_case_result(
     return CaseResult(
         nodeid=nodeid,
         id=case.id,
-        file=nodeid.split("::")[0],
+        file=sys.intern(nodeid.split("::", 1)[0]),  # one string per case file
         line=case.line,
         question=case.question,
         messages=None

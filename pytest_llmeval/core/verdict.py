@@ -7,6 +7,7 @@ checks and the case's checks then produce the final :class:`Verdict`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -31,6 +32,9 @@ class JudgeIdentity:
 
     def label(self) -> str:
         """A human-readable, stable identity string (without the source hash)."""
+        return _label(self)
+
+    def _label(self) -> str:
         parts = [self.name]
         if self.model:
             parts.append(f"model={self.model}")
@@ -89,7 +93,15 @@ class Usage:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Usage:
-        return cls(**{k: int(data.get(k, 0)) for k in cls().to_dict()})
+        values = [int(data.get(k, 0)) for k in _USAGE_FIELDS]
+        # a local judge's (and every cache hit's) usage is all zero: one shared value
+        return _NO_USAGE if not any(values) else cls(*values)
+
+
+# every case result carries its judge's label: one string per identity, not one per result
+_label = functools.lru_cache(maxsize=64)(JudgeIdentity._label)
+_USAGE_FIELDS = tuple(Usage().to_dict())
+_NO_USAGE = Usage()
 
 
 @dataclass(frozen=True, slots=True)
