@@ -361,7 +361,8 @@ class GateContext:
             if runs_all[i] >= settings.min_history and k in baseline and baseline[k].passed
         ]
         tables: dict[str, tuple[float, ...]] = {}
-        case_alpha = settings.alpha * settings.case_share
+        # a product of two settings, rounded off below 1e-15: 0.05 x 0.4 reads as 0.02
+        case_alpha = round(settings.alpha * settings.case_share, 15)
         threshold, spent, testable = case_alpha, 0.0, 0
         if prior is not None and eligible:
             cdf = grid_predictive_cdf_table(
