@@ -18,9 +18,10 @@ not fit in memory). Targets (issue #13): dashboard < 2 s at 10,000,000 events, i
 200,000 events/s, peak RSS < 1 GiB. The last line prints each figure as a ratio of its target
 (<= 1.0 meets a time or memory target; >= 1.0 meets the ingest target).
 
-Engine: SQLite, with per-response aggregates kept at ingest (``facts``), so the dashboard
-reads one row per shown response and no event; lines are decoded by ``orjson`` when the
-``online-fast`` extra is installed (the line before the ratios says which decoder ran).
+Engine: SQLite, with per-response and per-session aggregates kept at ingest (``facts``,
+``sessions``), so the dashboard reads one row per shown response, one per session and no
+event; lines are decoded by ``orjson`` when the ``online-fast`` extra is installed (the line
+before the ratios says which decoder ran).
 ``--duckdb`` also times DuckDB on the same file (if it is installed): its own ``read_json``
 into two tables, no validation and no event identity (a lower bound for a DuckDB store), and
 the copy/retry/thumb counts by variant as one SQL aggregate over every event.

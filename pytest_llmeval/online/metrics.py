@@ -1,8 +1,10 @@
 """The dashboard's metrics, read from the aggregates ingest keeps (see :mod:`.schema`).
 
-Definitions are in the package docstring (:mod:`pytest_llmeval.online`). Each metric is one
-pass of SQLite over the ``facts`` rows of the window (one row per shown response, in session
-order): no event is read for an ordinary readout. An event time later than ``until`` cannot
+Definitions are in the package docstring (:mod:`pytest_llmeval.online`). The response metrics
+are one pass of SQLite over the ``facts`` rows of the window (one row per shown response, in
+session order); the session metrics read one ``sessions`` row per session that lies wholly in
+the window and the ``facts`` rows of only the sessions that straddle one of its edges. No
+event is read for an ordinary readout. An event time later than ``until`` cannot
 be answered from a MIN/MAX aggregate of every event, so exactly those responses take a seek
 into the events (``CASE`` below); a custom completion event does the same.
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import sqlite3
 import statistics
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,6 +106,43 @@ SELECT lo, hi, skey, MAX(0.0, done - start), cont <= :until FROM (
 """
 
 
+# Sessions wholly in the window (every response shown in it, so each value above is over all
+# of the session's rows): one row of ``sessions`` each. Only the rest, the sessions that
+# straddle an edge of the window, go through _SESSIONS, restricted to them.
+_WHOLE = ":since < s.ts_min AND s.ts_max <= :until"
+_SESSIONS_WHOLE = f"""
+SELECT {{lo}}, {{hi}}, s.skey,
+    MAX(0.0, (CASE WHEN s.complete_first <= :until THEN s.complete_first END) - s.ts_min),
+    s.continue_first <= :until
+FROM sessions s WHERE {_WHOLE}
+"""
+_STRADDLING = (
+    " AND f.skey IN (SELECT s.skey FROM sessions s WHERE s.ts_max > :since"
+    f" AND s.ts_min <= :until AND NOT ({_WHOLE}))"
+)
+_SESSION_GROUPS = {
+    None: (":none", ":none"),
+    "variant": ("s.variant_lo", "s.variant_hi"),
+    "model": ("s.model_lo", "s.model_hi"),
+}
+
+
+def _session_rows(
+    conn: sqlite3.Connection, by: str | None, group: str, completion_event: str, args: Any
+) -> Iterator[tuple[Any, ...]]:
+    """(lo, hi, skey, duration, continued) of each session with a response in the window."""
+    completion = _completion_column(completion_event)
+    if completion_event != DEFAULT_COMPLETION_EVENT:  # not in ``sessions``: from the facts
+        yield from conn.execute(_SESSIONS.format(group=group, completion=completion), args)
+        return
+    lo, hi = _SESSION_GROUPS[by]
+    yield from conn.execute(_SESSIONS_WHOLE.format(lo=lo, hi=hi), args)
+    sql = _SESSIONS.format(group=group, completion=completion).replace(
+        "WHERE f.skey > ''", "WHERE f.skey > ''" + _STRADDLING
+    )
+    yield from conn.execute(sql, args)
+
+
 @dataclass
 class _Counts:
     shown: int = 0
@@ -154,6 +193,25 @@ def compute(
         "completion": completion_event,
         "none": NO_GROUP,
     }
+    # One read transaction: the response and session reads (whole sessions, then those on an
+    # edge of the window) see the same snapshot even while another process writes.
+    own = not conn.in_transaction
+    if own:
+        conn.execute("BEGIN")
+    try:
+        return _compute(conn, by, group, args, completion_event)
+    finally:
+        if own:
+            conn.execute("COMMIT")
+
+
+def _compute(
+    conn: sqlite3.Connection,
+    by: str | None,
+    group: str,
+    args: dict[str, Any],
+    completion_event: str,
+) -> dict[str, dict[str, MetricValue]]:
     overall = _Counts()
     grouped: dict[str, _Counts] = {}
     for g, shown, copied, retried, up, down in conn.execute(_RESPONSES.format(group=group), args):
@@ -163,8 +221,8 @@ def compute(
             c.retried += int(retried)
             c.thumbs_up += int(up)
             c.thumbs_down += int(down)
-    sql = _SESSIONS.format(group=group, completion=_completion_column(completion_event))
-    for lo, hi, skey, duration, continued in conn.execute(sql, args):
+    rows = _session_rows(conn, by, group, completion_event, args)
+    for lo, hi, skey, duration, continued in rows:
         targets = [overall]
         if by:
             if lo == hi:  # nearly every session: one group, no lookup

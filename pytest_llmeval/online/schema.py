@@ -14,15 +14,20 @@ ingest maintains so the dashboard never reads the events themselves:
 Each write recomputes the aggregates of the responses and sessions it touched from their
 events, at the end of its transaction, so they always equal what the events table says
 whatever the order in which lines arrive (events before their response, a file twice).
-Opening a version-1 store migrates it in one
-transaction (the events are kept; the aggregates are computed from them).
+Version 3 adds ``sessions``: one row per session (its first and last shown response, first
+continuation and completion, lowest and highest variant and model), kept with ``facts`` at the
+end of each write, so the dashboard reads a session that lies wholly in its window as one row
+(see :mod:`.metrics`). Opening a version-1 or version-2 store migrates it in one transaction
+(the events are kept; the aggregates are computed from them).
 """
 
 from __future__ import annotations
 
 import sqlite3
 
-SCHEMA_VERSION = 2
+from pytest_llmeval.online.values import NO_GROUP
+
+SCHEMA_VERSION = 3
 
 # Events store absent optional fields as '' / -1 (rejected as real values) rather than NULL,
 # because they are part of the primary key and NULLs are never equal in SQL.
@@ -98,6 +103,33 @@ CREATE TABLE IF NOT EXISTS pending (
 ) WITHOUT ROWID;
 """
 
+# Version 3: one row per session with a facts row, so the dashboard's session metrics read one
+# row per session instead of every response: the first and last shown time of its responses,
+# its first continuation and completion (through its responses or its own events) and the
+# lowest and highest variant and model of its responses (NULL group as ``'(none)'``).
+_V3_TABLES = """
+CREATE TABLE IF NOT EXISTS sessions (
+    skey           TEXT PRIMARY KEY NOT NULL,
+    ts_min         REAL,
+    ts_max         REAL,
+    continue_first REAL,
+    complete_first REAL,
+    variant_lo     TEXT,
+    variant_hi     TEXT,
+    model_lo       TEXT,
+    model_hi       TEXT
+) WITHOUT ROWID;
+"""
+_SESSION_ROWS = f"""
+INSERT OR REPLACE INTO sessions
+SELECT skey, MIN(ts), MAX(ts), MIN(continue_first), MIN(complete_first),
+    MIN(CASE WHEN response_id != '' THEN COALESCE(variant, '{NO_GROUP}') END),
+    MAX(CASE WHEN response_id != '' THEN COALESCE(variant, '{NO_GROUP}') END),
+    MIN(CASE WHEN response_id != '' THEN COALESCE(model, '{NO_GROUP}') END),
+    MAX(CASE WHEN response_id != '' THEN COALESCE(model, '{NO_GROUP}') END)
+FROM facts WHERE skey > '' {{where}} GROUP BY skey
+"""
+
 #: Per response id, the signals of a set of event rows (``{src}``: a table of event columns).
 AGGREGATE = """
 SELECT response_id,
@@ -153,6 +185,12 @@ UPKEEP = (
         "WHERE response_id = ''",
         "WHERE response_id = '' AND session_id IN (SELECT session_id FROM temp._sid)",
     ),
+    # the touched sessions' rows, from their facts (a session's rows only ever grow)
+    _SESSION_ROWS.format(
+        where="AND skey IN (SELECT r.session_id FROM temp._rid t JOIN responses r"
+        " ON r.response_id = t.response_id WHERE r.session_id IS NOT NULL"
+        " UNION SELECT session_id FROM temp._sid)"
+    ),
     "DELETE FROM temp._rid",
     "DELETE FROM temp._sid",
 )
@@ -174,6 +212,7 @@ def create(conn: sqlite3.Connection) -> None:
     """Create every table of the current version (inside the caller's transaction)."""
     _script(conn, _V1_TABLES)
     _script(conn, _V2_TABLES)
+    _script(conn, _V3_TABLES)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
@@ -198,4 +237,12 @@ def migrate_1_to_2(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA user_version = 2")
 
 
-MIGRATIONS = {1: migrate_1_to_2}
+def migrate_2_to_3(conn: sqlite3.Connection) -> None:
+    """Add the per-session table to a version-2 store and fill it from its facts (inside the
+    caller's transaction; nothing of version 2 is changed)."""
+    _script(conn, _V3_TABLES)
+    conn.execute(_SESSION_ROWS.format(where=""))
+    conn.execute("PRAGMA user_version = 3")
+
+
+MIGRATIONS = {1: migrate_1_to_2, 2: migrate_2_to_3}
