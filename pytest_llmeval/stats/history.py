@@ -81,9 +81,9 @@ def prediction_bound(values: Sequence[float], alpha: float = 0.05) -> Prediction
     h = len(xs)
     if h < 2:
         raise ValueError(f"values needs at least 2 points for a prediction bound, got {h}")
-    from scipy.stats import t as student_t
+    from pytest_llmeval.stats.exact import student_t_ppf
 
     mean = statistics.fmean(xs)
     sd = statistics.stdev(xs)
-    tq = float(student_t.ppf(1.0 - alpha_, h - 1))
+    tq = student_t_ppf(1.0 - alpha_, h - 1)
     return PredictionBound(h, mean, sd, tq, mean - tq * sd * math.sqrt(1.0 + 1.0 / h), alpha_)

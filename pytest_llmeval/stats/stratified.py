@@ -88,7 +88,7 @@ def cmh_drop_test(
     if correction:
         diff = min(diff + 0.5, 0.0) if diff < 0 else max(diff - 0.5, 0.0)
     z = diff / math.sqrt(phi * variance)
-    from scipy.stats import norm
+    from pytest_llmeval.stats.exact import normal_cdf
 
     return CMHResult(
         strata=k.size,
@@ -98,7 +98,7 @@ def cmh_drop_test(
         variance=variance,
         dispersion=phi,
         z=z,
-        p_value=float(norm.cdf(z)),
+        p_value=normal_cdf(z),
         correction=correction,
     )
 

@@ -53,7 +53,7 @@ class TwoProportionResult(_Result):
 def _two_proportion(
     n1: int, p1: float, n2: int, p2: float, alternative: Alternative, level: float
 ) -> TwoProportionResult:
-    from scipy.stats import norm
+    from pytest_llmeval.stats.exact import normal_cdf, normal_sf
 
     pooled = (p1 * n1 + p2 * n2) / (n1 + n2)
     se = math.sqrt(pooled * (1.0 - pooled) * (1.0 / n1 + 1.0 / n2))
@@ -65,11 +65,11 @@ def _two_proportion(
     else:
         z = diff / se
         if alternative == "two-sided":
-            p_value = min(1.0, 2.0 * float(norm.sf(abs(z))))
+            p_value = min(1.0, 2.0 * normal_sf(abs(z)))
         elif alternative == "greater":
-            p_value = float(norm.sf(z))
+            p_value = normal_sf(z)
         else:
-            p_value = float(norm.cdf(z))
+            p_value = normal_cdf(z)
     crit = _critical(level)
     l1, u1 = _wilson(p1, float(n1), crit)
     l2, u2 = _wilson(p2, float(n2), crit)
@@ -165,10 +165,10 @@ def _binomial_two_sided_half(k: int, n: int) -> float:
     """Exact two-sided binomial p-value for ``k`` of ``n`` under p = 1/2 (1 when n = 0)."""
     if n == 0:
         return 1.0
-    from scipy.stats import binom
+    from pytest_llmeval.stats.exact import binom_cdf
 
     # Symmetric null: the two-sided p-value is twice the smaller tail, capped at 1.
-    return min(1.0, 2.0 * float(binom.cdf(min(k, n - k), n, 0.5)))
+    return min(1.0, 2.0 * binom_cdf(min(k, n - k), n, 0.5))
 
 
 def mcnemar(b: int, c: int, *, exact: bool = True) -> McNemarResult:
@@ -311,6 +311,6 @@ def flip_count_test(regressions: int, improvements: int) -> float:
     c = _count("improvements", improvements)
     if b + c == 0:
         return 1.0
-    from scipy.stats import binom
+    from pytest_llmeval.stats.exact import binom_sf
 
-    return min(1.0, float(binom.sf(b - 1, b + c, 0.5)))
+    return min(1.0, binom_sf(b - 1, b + c, 0.5))

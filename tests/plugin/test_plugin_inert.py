@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 PROBE = """
@@ -54,3 +56,50 @@ def test_a_cached_rerun_loads_neither_the_sdk_nor_jsonschema_nor_scipy(
     assert any("cache hits: 2" in ln for ln in rerun.outlines), rerun.outlines
     loaded = next(ln for ln in rerun.outlines if ln.startswith("LOADED:"))
     assert not {"anthropic", "httpx", "scipy", "jsonschema"} & set(loaded[7:].split(",")), loaded
+
+
+def test_a_cached_rerun_with_a_noisy_history_gates_without_importing_scipy(
+    pytester: pytest.Pytester,
+) -> None:
+    """The gate's history evidence (grid prior, predictive tails, prediction bound, CMH, flip
+    count) runs on :mod:`pytest_llmeval.stats.exact`: scipy.stats would cost 1-2 s a run."""
+    pytester.makeconftest(
+        PROBE + "\nimport os, pytest\n\n@pytest.fixture(scope='session')\ndef llmeval_sut():\n"
+        "    def answer(case):\n"
+        "        bad = {'1': 'c1', '2': 'c2', '3': 'c1'}.get(os.environ.get('RUN', ''))\n"
+        "        return 'no idea' if case.id == bad else case.ground_truth\n"
+        "    return answer\n"
+    )
+    pytester.makeini("[pytest]\nllmeval_judge = local\n")
+    lines = [
+        f'{{"id": "c{i}", "question": "Q{i}?", "ground_truth": "answer {i}"}}' for i in range(6)
+    ]
+    pytester.makefile(".jsonl", llmeval_noisy="\n".join(lines) + "\n")
+    for run, flag in (
+        ("0", "--llmeval-update-baseline"),
+        *((r, "--llmeval-record-history") for r in "123"),
+    ):
+        env_run = pytester.run(
+            sys.executable,
+            "-c",
+            "import os, sys, pytest; os.environ['RUN'] = sys.argv[1];"
+            " sys.exit(pytest.main(sys.argv[2:]))",
+            run,
+            "-p",
+            "no:cacheprovider",
+            flag,
+        )
+        assert env_run.ret in (0, 1), env_run.outlines
+    rerun = pytester.run(
+        sys.executable,
+        "-c",
+        "import os, sys, pytest; os.environ['RUN'] = '3'; sys.exit(pytest.main(sys.argv[1:]))",
+        "-p",
+        "no:cacheprovider",
+        "-s",
+    )
+    text = "\n".join(rerun.outlines)
+    assert "history: pass rate" in text and "suite_drop:" in text, text  # the gates ran
+    assert "cache hits: 6" in text, text
+    loaded = next(ln for ln in rerun.outlines if ln.startswith("LOADED:"))
+    assert "scipy" not in loaded.split(":", 1)[1].split(","), loaded
