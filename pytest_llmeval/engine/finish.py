@@ -24,7 +24,7 @@ from pytest_llmeval.core.verdict import JudgeIdentity, Usage
 from pytest_llmeval.core.words import plural
 from pytest_llmeval.engine.store import append_history, save_baseline
 from pytest_llmeval.errors import StateFileError
-from pytest_llmeval.reports.model import build_report, with_cases
+from pytest_llmeval.reports.model import build_report_head, with_cases
 
 
 @dataclass(frozen=True)
@@ -184,8 +184,7 @@ def finish_run(inputs: RunInputs) -> RunOutcome:
     verdict = run_verdict(decision, counts, s)
     comparison = _comparison(results, s)
     history = gate.history_for_judge(inputs.history, inputs.judge.to_dict())
-    report = build_report(
-        results=results,
+    report = build_report_head(
         counts=counts,
         decision=decision,
         verdict=verdict.to_dict(),
@@ -203,7 +202,6 @@ def finish_run(inputs: RunInputs) -> RunOutcome:
         flaky_history=gate.flaky_from_history(history, {r.nodeid for r in results}),
         agreement=None if judge_agreement is None else judge_agreement.to_dict(),
         panel_agreement=panel_agreement(results),
-        cases=False,
     )
     outcome = RunOutcome(decision, verdict, counts, report, results)
     _plan_writes(inputs, results, counts, outcome)

@@ -153,11 +153,11 @@ def pytest_runtest_makereport(
         kind = "judge error" if isinstance(excinfo.value, JudgeFailure) else "llmeval"
         report.longrepr = f"{kind}: {excinfo.value}"
     if isinstance(item, CaseItem):
+        state = get_state(item.config)
         result = item.llmeval_result
         if result is None and report.failed and call.when in ("setup", "call"):
             # stopped before a verdict (a timeout plugin, a crash in setup): an ERROR in every
             # count, never a silent gap
-            state = get_state(item.config)
             why = str(excinfo.value).strip().splitlines()[0] if excinfo else "no verdict"
             result = error_result(
                 nodeid=item.nodeid,
@@ -168,7 +168,6 @@ def pytest_runtest_makereport(
             )
             item.llmeval_result = result
         if result is not None and (call.when == "call" or (call.when == "setup" and report.failed)):
-            state = get_state(item.config)
             if state.worker:  # the report travels to the xdist controller: its wire format
                 report.llmeval = result.to_dict()  # type: ignore[attr-defined]
             else:  # in this process: the logreport hook takes the object itself

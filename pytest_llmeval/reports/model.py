@@ -45,13 +45,12 @@ def history_block(decision: GateDecision) -> dict[str, Any] | None:
 
 
 def with_cases(head: Mapping[str, Any], results: Sequence[CaseResult]) -> dict[str, Any]:
-    """The whole JSON report: ``head`` (from :func:`build_report`) and one record per case."""
+    """The whole JSON report: ``head`` (from :func:`build_report_head`) and one record per case."""
     return {**head, "cases": [r.to_dict() for r in results]}
 
 
-def build_report(
+def build_report_head(
     *,
-    results: Sequence[CaseResult],
     counts: RunCounts,
     decision: GateDecision,
     verdict: Mapping[str, Any],
@@ -69,13 +68,12 @@ def build_report(
     created: str | None = None,
     agreement: Mapping[str, Any] | None = None,
     panel_agreement: Mapping[str, Any] | None = None,
-    cases: bool = True,
 ) -> dict[str, Any]:
-    """The JSON report (schema in the README): summary, cases, history.
+    """The JSON report (schema in the README) without its per-case records: summary, history,
+    settings (all the terminal summary reads); :func:`with_cases` adds the records when a report
+    is written.
 
     ``history`` holds the history lines the gate used (this judge's), oldest first.
-    ``cases=False`` leaves the per-case records out (all the terminal summary reads);
-    :func:`with_cases` adds them when a report is written.
     """
     c = counts
     summary = {
@@ -113,7 +111,7 @@ def build_report(
         "narrowed": list(narrowed),
         "cache_problems": list(cache_problems),
     }
-    head = {
+    return {
         "schema_version": REPORT_SCHEMA_VERSION,
         "created": created or _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "judge": judge.to_dict(),
@@ -123,4 +121,3 @@ def build_report(
         "history": [dict(h) for h in history],
         "collected_keys": list(collected_keys) if collected_keys is not None else None,
     }
-    return with_cases(head, results) if cases else head

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import multiprocessing
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
+from online_helpers import T0, ev, ingest_at_once, resp, write_jsonl
 
 from pytest_llmeval import online
 from pytest_llmeval.online import (
@@ -23,29 +23,6 @@ from pytest_llmeval.online import (
 )
 from pytest_llmeval.online import store as online_store
 from pytest_llmeval.stats import proportion_ci, sign_test
-
-T0 = 1_700_000_000.0
-
-
-def write_jsonl(path: Path, records: list[Any]) -> Path:
-    lines = [r if isinstance(r, str) else json.dumps(r) for r in records]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
-def resp(rid: str, sid: str | None, ts: float, **extra: Any) -> dict[str, Any]:
-    rec = {"type": "response", "response_id": rid, "timestamp": ts, **extra}
-    if sid is not None:
-        rec["session_id"] = sid
-    return rec
-
-
-def ev(kind: str, rid: str | None, ts: float, **extra: Any) -> dict[str, Any]:
-    rec: dict[str, Any] = {"type": kind, "timestamp": ts, **extra}
-    if rid is not None:
-        rec["response_id"] = rid
-    return rec
-
 
 # The hand-counted fixture (window = 500 s ending at T0 + 100):
 #   r1 s1 control  T0+10: copied twice, thumbs up then down (latest: down), continue
@@ -535,13 +512,6 @@ def test_schema_is_versioned_and_wal(tmp_path: Path) -> None:
     EventStore(tmp_path / "db.sqlite3", create=False).close()  # reopens without re-creating
 
 
-def _ingest_worker(db: str, path: str, start: Any) -> None:
-    start.wait()
-    with EventStore(db) as store:
-        report = store.ingest_file(path)
-    assert not report.errors
-
-
 def test_two_processes_ingest_at_once(tmp_path: Path) -> None:
     files = []
     for p in range(2):
@@ -549,15 +519,7 @@ def test_two_processes_ingest_at_once(tmp_path: Path) -> None:
         records += [ev("copy", f"p{p}-r{i % 300}", T0 + i, session_id="x") for i in range(3000)]
         files.append(write_jsonl(tmp_path / f"e{p}.jsonl", records))
     db = str(tmp_path / "shared.sqlite3")
-    ctx = multiprocessing.get_context("spawn")
-    start = ctx.Event()
-    procs = [ctx.Process(target=_ingest_worker, args=(db, str(f), start)) for f in files]
-    for proc in procs:
-        proc.start()
-    start.set()
-    for proc in procs:
-        proc.join(120)
-        assert proc.exitcode == 0
+    ingest_at_once(db, files)
     with EventStore(db, create=False) as store:
         assert store.counts() == {"responses": 600, "events": 6000, "failures": 0}
 
@@ -735,15 +697,7 @@ def test_two_processes_ingesting_the_same_events_count_each_once(tmp_path: Path)
         write_jsonl(tmp_path / "b.jsonl", events[1000:] + records[100:]),
     ]
     db = str(tmp_path / "shared.sqlite3")
-    ctx = multiprocessing.get_context("spawn")
-    start = ctx.Event()
-    procs = [ctx.Process(target=_ingest_worker, args=(db, str(f), start)) for f in files]
-    for proc in procs:
-        proc.start()
-    start.set()
-    for proc in procs:
-        proc.join(120)
-        assert proc.exitcode == 0
+    ingest_at_once(db, files)
     with EventStore(tmp_path / "one.sqlite3") as one:
         one.ingest_files(files)
         expected = one.dashboard(window=None, until=T0 + 10_000, by="variant")

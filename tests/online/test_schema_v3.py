@@ -3,38 +3,16 @@ events that share a response and a time, and several writers at once."""
 
 from __future__ import annotations
 
-import json
-import multiprocessing
 import sqlite3
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
+from online_helpers import T0, ev, ingest_at_once, resp, write_jsonl
 
 from pytest_llmeval import online
 from pytest_llmeval.online import EventStore, StoreError, schema
-
-T0 = 1_700_000_000.0
-
-
-def write_jsonl(path: Path, records: list[Any]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    return path
-
-
-def resp(rid: str, sid: str | None, ts: float, **extra: Any) -> dict[str, Any]:
-    rec = {"type": "response", "response_id": rid, "timestamp": ts, **extra}
-    if sid is not None:
-        rec["session_id"] = sid
-    return rec
-
-
-def ev(kind: str, rid: str | None, ts: float, **extra: Any) -> dict[str, Any]:
-    rec: dict[str, Any] = {"type": kind, "timestamp": ts, **extra}
-    if rid is not None:
-        rec["response_id"] = rid
-    return rec
 
 
 def _records() -> list[dict[str, Any]]:
@@ -176,13 +154,6 @@ def test_dedup_is_exact_when_response_and_time_collide(tmp_path: Path) -> None:
     s.close()
 
 
-def _ingest_worker(db: str, path: str, start: Any) -> None:
-    start.wait()
-    with EventStore(db) as store:
-        report = store.ingest_file(path)
-    assert not report.errors
-
-
 def test_two_writers_with_overlapping_files_store_each_event_once(tmp_path: Path) -> None:
     records: list[Any] = [resp(f"r{i}", f"s{i // 3}", T0 + i) for i in range(200)]
     records += [ev("copy", f"r{i % 200}", T0 + i + 0.5) for i in range(0, 2000, 3)]
@@ -192,15 +163,7 @@ def test_two_writers_with_overlapping_files_store_each_event_once(tmp_path: Path
     a = write_jsonl(tmp_path / "a.jsonl", records[: len(records) * 3 // 4])
     b = write_jsonl(tmp_path / "b.jsonl", records[len(records) // 4 :][::-1])
     db = str(tmp_path / "shared.sqlite3")
-    ctx = multiprocessing.get_context("spawn")
-    start = ctx.Event()
-    procs = [ctx.Process(target=_ingest_worker, args=(db, str(f), start)) for f in (a, b, a)]
-    for proc in procs:
-        proc.start()
-    start.set()
-    for proc in procs:
-        proc.join(120)
-        assert proc.exitcode == 0
+    ingest_at_once(db, [a, b, a])
     one = EventStore(tmp_path / "one.sqlite3")
     one.record_batch(records)
     with EventStore(db, create=False) as shared:
