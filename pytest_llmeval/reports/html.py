@@ -4,7 +4,8 @@ Formats, never decides: the run's verdict, gate results, outcomes and statistics
 the report as the end of the run wrote them (:mod:`pytest_llmeval.engine.finish`). The only
 numbers computed here are chart geometry (:mod:`~pytest_llmeval.reports.html_charts`): the
 history band is the history gate's own (``summary.history``), and a report without that block
-has no band. The case records are read in :mod:`~pytest_llmeval.reports.html_cases`.
+has no band. Each case is read by ``CaseResult.from_dict``
+(:mod:`~pytest_llmeval.reports.html_cases`).
 
 Safety: the page is rendered by Jinja2 with autoescaping, so every user-provided string (ids,
 tags, questions, responses, reasoning, commits) is escaped in text and in attributes. The charts
@@ -20,10 +21,10 @@ import base64
 import functools
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from pytest_llmeval.core.agreement import Agreement
 from pytest_llmeval.core.words import plural
 from pytest_llmeval.reports.html_cases import (
     OUTCOME_LABELS,
@@ -57,25 +58,6 @@ GATE_LABELS: dict[str, str] = {
     "flips": "Regressions vs improvements",
     "judge_agreement": "Judge agreement with people",
 }
-
-
-@dataclass(frozen=True)
-class AgreementView:
-    """The judge's agreement with people's labels (``summary.agreement``)."""
-
-    n: int | None
-    tp: int | None
-    fp: int | None
-    fn: int | None
-    tn: int | None
-    accuracy: float | None
-    kappa: float | None
-    kappa_low: float | None
-    kappa_high: float | None
-    tpr: float | None
-    tnr: float | None
-    confidence: float | None
-    method: str
 
 
 class HTMLExtraMissing(ImportError):
@@ -157,24 +139,15 @@ def _failure_modes(summary: Mapping[str, Any]) -> list[tuple[str, int]]:
     )
 
 
-def _agreement(raw: Any) -> AgreementView | None:
+def _agreement(raw: Any) -> Agreement | None:
+    """``summary.agreement`` as the agreement type reads it; None without one, and for a block
+    it cannot read (no counts): the page shows no judge-vs-people numbers it cannot derive."""
     if not isinstance(raw, Mapping):
         return None
-    return AgreementView(
-        n=integer(raw.get("n")),
-        tp=integer(raw.get("tp")),
-        fp=integer(raw.get("fp")),
-        fn=integer(raw.get("fn")),
-        tn=integer(raw.get("tn")),
-        accuracy=num(raw.get("accuracy")),
-        kappa=num(raw.get("kappa")),
-        kappa_low=num(raw.get("kappa_low")),
-        kappa_high=num(raw.get("kappa_high")),
-        tpr=num(raw.get("tpr")),
-        tnr=num(raw.get("tnr")),
-        confidence=num(raw.get("confidence")),
-        method=text(raw.get("method")),
-    )
+    try:
+        return Agreement.from_dict(raw)
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _optional_mapping(value: Any) -> Mapping[str, Any] | None:

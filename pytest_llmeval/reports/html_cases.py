@@ -1,12 +1,21 @@
-"""The cases of the HTML report: one view per case record, and the sections (regressions, new
-failures, ...) that list them."""
+"""The cases of the HTML report: each one's :class:`~pytest_llmeval.core.result.CaseResult`, read
+by its own ``from_dict``, with what only the page adds (label, sort rank, headline, side by side),
+and the sections (regressions, new failures, ...) that list them.
+
+A report file may be older than a field, or trimmed by hand. ``CaseResult.from_dict`` fills a
+missing field with a default; where that default would read as a fact the record never stated
+(difficulty "medium", threshold 0, one sample, an empty answer) the page shows it as unknown
+instead. A record ``from_dict`` cannot read at all is listed by id, with the reason.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pytest_llmeval.core.result import CaseResult
 from pytest_llmeval.core.words import plural
 from pytest_llmeval.reports.html_format import integer, num, strings, text
 
@@ -22,8 +31,14 @@ OUTCOME_LABELS: dict[str, str] = {
 
 OUTCOME_RANK = {name: i for i, name in enumerate(OUTCOME_LABELS)}  # sort order: worst first
 
+# Fields CaseResult.from_dict defaults when a record lacks them, whose default the page would
+# show as a value ("medium", "threshold 0.00", "1/1 samples passed", an empty answer).
+UNKNOWN_WHEN_ABSENT = frozenset({"difficulty", "threshold", "samples", "passes", "response"})
+
 # outcomes whose baseline answer is worth showing next to this run's
 _CHANGED = ("regression", "flaky", "improvement")
+
+NOT_LISTED = "This case is named in the summary but not included in the report's case list."
 
 
 @dataclass(frozen=True)
@@ -45,43 +60,76 @@ class EvidenceView:
 
 @dataclass(frozen=True)
 class CaseView:
+    """One case as the page shows it. ``result`` is the case's result as ``CaseResult.from_dict``
+    read it (the template reads its fields there); None for a case the summary names but the
+    report does not list, or whose record cannot be read (``note`` says which).
+
+    The properties below are the page's reading of the result: the fields in
+    :data:`UNKNOWN_WHEN_ABSENT` are None (or "") when the record did not carry them.
+    """
+
     index: int
     id: str
-    nodeid: str
-    file: str
-    line: int | None
-    question: str | None
-    messages: tuple[tuple[str, str], ...]
-    ground_truth: str | None
-    references: tuple[str, ...]
-    rubric: str | None
-    tags: tuple[str, ...]
-    difficulty: str
-    human_verdict: str | None
-    verdict: str
     outcome: str
-    outcome_label: str
-    outcome_detail: str
-    score: float | None
-    threshold: float | None
-    failure_modes: tuple[str, ...]
-    failed_checks: tuple[str, ...]
-    reasoning: str
-    error: str | None
-    baseline: Mapping[str, Any] | None
-    baseline_response: str | None
-    side_by_side: bool
-    evidence: EvidenceView | None
-    samples: int | None
-    passes: int | None
-    sample_verdicts: tuple[bool, ...]
-    judge: str
-    response: str | None
-    latency_s: float | None
-    attempts: int
+    result: CaseResult | None
     headline: str
-    found: bool
-    rank: int
+    side_by_side: bool = False
+    evidence: EvidenceView | None = None
+    absent: frozenset[str] = frozenset()
+    note: str = ""
+
+    @property
+    def found(self) -> bool:
+        return self.result is not None
+
+    @property
+    def outcome_label(self) -> str:
+        return OUTCOME_LABELS.get(self.outcome, self.outcome) or "unknown"
+
+    @property
+    def rank(self) -> int:
+        return OUTCOME_RANK.get(self.outcome, len(OUTCOME_RANK))
+
+    @property
+    def nodeid(self) -> str:
+        return "" if self.result is None else self.result.nodeid
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return () if self.result is None else self.result.tags
+
+    def _known(self, name: str) -> CaseResult | None:
+        return None if name in self.absent else self.result
+
+    @property
+    def difficulty(self) -> str:
+        r = self._known("difficulty")
+        return "" if r is None else r.difficulty
+
+    @property
+    def threshold(self) -> float | None:
+        r = self._known("threshold")
+        return None if r is None else num(r.threshold)
+
+    @property
+    def samples(self) -> int | None:
+        r = self._known("samples")
+        return None if r is None else r.samples
+
+    @property
+    def passes(self) -> int | None:
+        r = self._known("passes")
+        return None if r is None else r.passes
+
+    @property
+    def response(self) -> str | None:
+        r = self._known("response")
+        return None if r is None else r.response
+
+    @property
+    def baseline_response(self) -> str | None:
+        baseline = None if self.result is None else self.result.baseline
+        return None if baseline is None or baseline.response is None else str(baseline.response)
 
 
 @dataclass(frozen=True)
@@ -165,70 +213,51 @@ def _ratio(k: int | None, n: int | None) -> str:
     return f"{'?' if k is None else k}/{'?' if n is None else n}"
 
 
-def case_view(index: int, raw: Mapping[str, Any]) -> CaseView:
-    """The page's view of the ``index``-th record of the report's ``cases``."""
-    messages: list[tuple[str, str]] = []
-    raw_messages = raw.get("messages")
-    if isinstance(raw_messages, list):
-        for m in raw_messages:
-            if isinstance(m, Mapping):
-                messages.append((text(m.get("role")), text(m.get("content"))))
-    outcome = text(raw.get("outcome")) or "passed"
-    raw_baseline = raw.get("baseline")
-    baseline = raw_baseline if isinstance(raw_baseline, Mapping) else None
-    baseline_response = None if baseline is None else baseline.get("response")
-    baseline_response = None if baseline_response is None else str(baseline_response)
-    response = None if raw.get("response") is None else str(raw.get("response"))
-    question = raw.get("question")
-    ground_truth = None if raw.get("ground_truth") is None else str(raw.get("ground_truth"))
-    references = strings(raw.get("references"))
-    if not references and ground_truth is not None:
-        references = (ground_truth,)
-    human = raw.get("human_verdict")
-    attempts = integer(raw.get("attempts"))
+def _unreadable(index: int, raw: Mapping[str, Any], exc: Exception) -> CaseView:
+    if isinstance(exc, KeyError) and exc.args:
+        why = f"no {exc.args[0]!r} field"
+    else:
+        why = f"a field it cannot read: {exc}"
     return CaseView(
         index=index,
-        id=text(raw.get("id")),
-        nodeid=text(raw.get("nodeid")),
-        file=text(raw.get("file")),
-        line=integer(raw.get("line")),
-        question=None if question is None else str(question),
-        messages=tuple(messages),
-        ground_truth=ground_truth,
-        references=references,
-        rubric=None if raw.get("rubric") is None else str(raw.get("rubric")),
-        tags=strings(raw.get("tags")),
-        difficulty=text(raw.get("difficulty")),
-        human_verdict=None if human is None else str(human),
-        verdict=text(raw.get("verdict")),
-        outcome=outcome,
-        outcome_label=OUTCOME_LABELS.get(outcome, outcome),
-        outcome_detail=text(raw.get("outcome_detail")),
-        score=num(raw.get("score")),
-        threshold=num(raw.get("threshold")),
-        failure_modes=strings(raw.get("failure_modes")),
-        failed_checks=strings(raw.get("failed_checks")),
-        reasoning=text(raw.get("reasoning")),
-        error=None if raw.get("error") is None else str(raw.get("error")),
-        baseline=baseline,
-        baseline_response=baseline_response,
-        side_by_side=baseline_response is not None and outcome in _CHANGED,
-        evidence=_evidence(raw.get("evidence")),
-        samples=integer(raw.get("samples")),
-        passes=integer(raw.get("passes")),
-        sample_verdicts=tuple(bool(v) for v in _list(raw.get("sample_verdicts"))),
-        judge=text(raw.get("judge")),
-        response=response,
-        latency_s=num(raw.get("latency_s")),
-        attempts=1 if attempts is None else attempts,
-        headline=one_line_reason(raw),
-        found=True,
-        rank=OUTCOME_RANK.get(outcome, len(OUTCOME_RANK)),
+        id=text(raw.get("id")) or f"#{index}",
+        outcome=text(raw.get("outcome")),
+        result=None,
+        headline=f"record not readable: {why}",
+        note=f"This case's record in the report cannot be read ({why}).",
     )
 
 
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
+def case_view(index: int, raw: Mapping[str, Any]) -> CaseView:
+    """The page's view of the ``index``-th record of the report's ``cases``."""
+    # A null stands for "not recorded": dropped, so from_dict reads the field as absent (its
+    # nullable fields read None either way) rather than as the text "None".
+    record = {k: v for k, v in raw.items() if v is not None}
+    try:
+        result = CaseResult.from_dict(record)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        return _unreadable(index, raw, exc)
+    absent = UNKNOWN_WHEN_ABSENT - record.keys()
+    view = CaseView(
+        index=index,
+        id=result.id,
+        outcome=result.outcome,
+        result=result,
+        headline="",
+        evidence=_evidence(result.evidence),
+        absent=frozenset(absent),
+    )
+    reason = _reason(
+        result.error,
+        result.score,
+        view.threshold,
+        tuple(str(m) for m in result.failure_modes),
+        result.verdict,
+        result.reasoning,
+        140,
+    )
+    side_by_side = view.baseline_response is not None and result.outcome in _CHANGED
+    return dataclasses.replace(view, headline=reason, side_by_side=side_by_side)
 
 
 def case_views(raw_cases: Any) -> tuple[CaseView, ...]:
@@ -239,11 +268,13 @@ def case_views(raw_cases: Any) -> tuple[CaseView, ...]:
 
 def scored(cases: Sequence[CaseView]) -> list[tuple[float, bool, float | None]]:
     """``(score, passed, threshold)`` of every judged case with a score, for the histogram."""
-    return [
-        (c.score, c.verdict == "pass", c.threshold)
-        for c in cases
-        if c.score is not None and c.verdict in ("pass", "fail")
-    ]
+    out = []
+    for c in cases:
+        r = c.result
+        score = None if r is None else num(r.score)
+        if r is not None and score is not None and r.verdict in ("pass", "fail"):
+            out.append((score, r.verdict == "pass", c.threshold))
+    return out
 
 
 def _stub(case_id: str, outcome: str) -> CaseView:
@@ -251,41 +282,10 @@ def _stub(case_id: str, outcome: str) -> CaseView:
     return CaseView(
         index=0,
         id=case_id,
-        nodeid="",
-        file="",
-        line=None,
-        question=None,
-        messages=(),
-        ground_truth=None,
-        references=(),
-        rubric=None,
-        tags=(),
-        difficulty="",
-        human_verdict=None,
-        verdict="",
         outcome=outcome,
-        outcome_label=OUTCOME_LABELS.get(outcome, outcome),
-        outcome_detail="",
-        score=None,
-        threshold=None,
-        failure_modes=(),
-        failed_checks=(),
-        reasoning="",
-        error=None,
-        baseline=None,
-        baseline_response=None,
-        side_by_side=False,
-        evidence=None,
-        samples=None,
-        passes=None,
-        sample_verdicts=(),
-        judge="",
-        response=None,
-        latency_s=None,
-        attempts=1,
+        result=None,
         headline="not in this report's case list",
-        found=False,
-        rank=OUTCOME_RANK.get(outcome, len(OUTCOME_RANK)),
+        note=NOT_LISTED,
     )
 
 
