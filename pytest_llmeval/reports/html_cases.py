@@ -15,9 +15,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pytest_llmeval.core.evidence import CaseEvidence
 from pytest_llmeval.core.result import CaseResult
 from pytest_llmeval.core.words import plural
-from pytest_llmeval.reports.html_format import integer, num, strings, text
+from pytest_llmeval.reports.html_format import num, strings, text
 
 OUTCOME_LABELS: dict[str, str] = {
     "regression": "regression",
@@ -42,23 +43,6 @@ NOT_LISTED = "This case is named in the summary but not included in the report's
 
 
 @dataclass(frozen=True)
-class EvidenceView:
-    """The numbers behind a case's per-case decision, as the gate wrote them."""
-
-    history_passes: int | None
-    history_samples: int | None
-    history_runs: int | None
-    now_passes: int | None
-    now_samples: int | None
-    p_value: float | None
-    adjusted_p: float | None
-    alpha: float | None
-    threshold: float | None
-    method: str
-    unconfirmed: bool
-
-
-@dataclass(frozen=True)
 class CaseView:
     """One case as the page shows it. ``result`` is the case's result as ``CaseResult.from_dict``
     read it (the template reads its fields there); None for a case the summary names but the
@@ -74,7 +58,7 @@ class CaseView:
     result: CaseResult | None
     headline: str
     side_by_side: bool = False
-    evidence: EvidenceView | None = None
+    evidence: CaseEvidence | None = None
     absent: frozenset[str] = frozenset()
     note: str = ""
 
@@ -176,22 +160,15 @@ def one_line_reason(case: Mapping[str, Any], limit: int = 140) -> str:
     )
 
 
-def _evidence(raw: Any) -> EvidenceView | None:
+def _evidence(raw: Any) -> CaseEvidence | None:
+    """The per-case gate numbers as the evidence type reads them; None without them, and for a
+    block it cannot read: the page shows no decision numbers the record does not carry."""
     if not isinstance(raw, Mapping):
         return None
-    return EvidenceView(
-        history_passes=integer(raw.get("history_passes")),
-        history_samples=integer(raw.get("history_samples")),
-        history_runs=integer(raw.get("history_runs")),
-        now_passes=integer(raw.get("now_passes")),
-        now_samples=integer(raw.get("now_samples")),
-        p_value=num(raw.get("p_value")),
-        adjusted_p=num(raw.get("adjusted_p")),
-        alpha=num(raw.get("alpha")),
-        threshold=num(raw.get("threshold")),
-        method=text(raw.get("method")),
-        unconfirmed=bool(raw.get("unconfirmed")),
-    )
+    try:
+        return CaseEvidence.from_dict(raw)
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def evidence_text(raw: Any) -> str:
@@ -200,17 +177,13 @@ def evidence_text(raw: Any) -> str:
     if ev is None:
         return ""
     if ev.unconfirmed or ev.p_value is None:
-        return f"now {_ratio(ev.now_passes, ev.now_samples)}; no recorded history for this case"
+        return f"now {ev.now_passes}/{ev.now_samples}; no recorded history for this case"
     adjusted = "" if ev.adjusted_p is None else f", adjusted p = {ev.adjusted_p:.3g}"
     return (
-        f"history {_ratio(ev.history_passes, ev.history_samples)} samples in"
-        f" {plural(ev.history_runs or 0, 'run')}, now {_ratio(ev.now_passes, ev.now_samples)};"
+        f"history {ev.history_passes}/{ev.history_samples} samples in"
+        f" {plural(ev.history_runs, 'run')}, now {ev.now_passes}/{ev.now_samples};"
         f" p = {ev.p_value:.3g}{adjusted}"
     )
-
-
-def _ratio(k: int | None, n: int | None) -> str:
-    return f"{'?' if k is None else k}/{'?' if n is None else n}"
 
 
 def _unreadable(index: int, raw: Mapping[str, Any], exc: Exception) -> CaseView:

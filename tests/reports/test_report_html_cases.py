@@ -14,9 +14,15 @@ import pytest
 from html_tree import Node, parse
 
 from pytest_llmeval.core.agreement import Agreement
+from pytest_llmeval.core.evidence import CaseEvidence
 from pytest_llmeval.core.result import CaseResult
 from pytest_llmeval.reports.html import render_html
-from pytest_llmeval.reports.html_cases import UNKNOWN_WHEN_ABSENT, case_view, case_views
+from pytest_llmeval.reports.html_cases import (
+    UNKNOWN_WHEN_ABSENT,
+    case_view,
+    case_views,
+    evidence_text,
+)
 
 SAMPLE = Path(__file__).parent.parent / "data" / "sample_report.json"
 
@@ -149,3 +155,18 @@ def test_agreement_is_read_by_the_agreement_type(report: dict[str, Any]) -> None
     del block["tp"]  # no counts: nothing to derive the numbers from, so no section
     doc = parse(render_html(report))
     assert doc.find_all("section", id="agreement") == []
+
+
+def test_evidence_is_read_by_the_evidence_type(report: dict[str, Any]) -> None:
+    i = case_index(report, "refund-fees")
+    record = report["cases"][i - 1]
+    view = case_view(i, record)
+    assert view.evidence == CaseEvidence.from_dict(record["evidence"])
+    assert evidence_text(record["evidence"]).startswith(
+        f"history {view.evidence.history_passes}/{view.evidence.history_samples} samples in"
+    )
+    del record["evidence"]["now_samples"]  # a trimmed block: no numbers the gate did not write
+    assert case_view(i, record).evidence is None and evidence_text(record["evidence"]) == ""
+    body = section_case(parse(render_html(report)), "regressions", "refund-fees")
+    assert body.find_all("table", cls="evidence-table") == []
+    assert "?" not in body.find("summary").text()
