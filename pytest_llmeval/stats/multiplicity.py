@@ -3,14 +3,16 @@
 Holm and Benjamini-Hochberg need every p-value at once. Tarone's procedure and its discrete
 Bonferroni refinement need only what each test *could* attain, so a per-case threshold can be
 fixed before any case runs (each case is then decided on its own, in any order, on any worker).
+Plain Python (a gate run does not import numpy): a family of 10,000 cases has a few dozen
+distinct rows of attainable p-values, and the discrete Bonferroni works on those.
 """
 
 from __future__ import annotations
 
+import math
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import numpy as np
 
 from pytest_llmeval.stats._common import _open_unit, _rate, _Result
 
@@ -90,16 +92,15 @@ def tarone(min_p_values: Sequence[float], alpha: float = 0.05) -> DiscreteBonfer
     ``<= alpha``.
     """
     alpha_ = _open_unit("alpha", alpha)
-    mins = np.sort(np.asarray(_p_values(min_p_values), dtype=np.float64))
-    m = mins.size
+    mins = sorted(_p_values(min_p_values))
+    m = len(mins)
     k = 1
     while k <= m:
-        reach = int(np.searchsorted(mins, alpha_ / k, side="right"))
-        if reach <= k:
+        if bisect_right(mins, alpha_ / k) <= k:
             break
         k += 1
     threshold = alpha_ / k
-    testable = int(np.searchsorted(mins, threshold, side="right"))
+    testable = bisect_right(mins, threshold)
     return DiscreteBonferroni(threshold, testable * threshold, alpha_, testable, m, "tarone")
 
 
@@ -118,31 +119,44 @@ def discrete_bonferroni(
     costly, so only a p-value of exactly 0 rejects.
     """
     alpha_ = _open_unit("alpha", alpha)
-    rows = [
-        [_rate(f"attainable[{i}][{j}]", p) for j, p in enumerate(row)]
-        for i, row in enumerate(attainable)
-    ]
-    width = max((len(r) for r in rows), default=0)
-    if not rows or width == 0:
-        return DiscreteBonferroni(alpha_, 0.0, alpha_, 0, len(rows), "discrete_bonferroni")
-    table = np.full((len(rows), width), np.inf)
-    for i, row in enumerate(rows):
-        table[i, : len(row)] = row
-    candidates = np.unique(table[np.isfinite(table)])
+    # identical rows (cases with the same history counts) are pooled: row -> how many
+    pooled: dict[tuple[float, ...], int] = {}
+    tests = 0
+    for i, raw in enumerate(attainable):
+        tests += 1
+        key = tuple(raw)
+        try:
+            seen = pooled.get(key, 0)
+        except TypeError:  # not numbers: the check below names the value
+            seen = 0
+        if not seen:
+            for j, p in enumerate(key):
+                _rate(f"attainable[{i}][{j}]", p)
+        pooled[key] = seen + 1
+    rows = [(tuple(sorted(float(p) for p in row)), count) for row, count in pooled.items()]
+    if not any(row for row, _ in rows):
+        return DiscreteBonferroni(alpha_, 0.0, alpha_, 0, tests, "discrete_bonferroni")
+    candidates = sorted({p for row, _ in rows for p in row})
 
     def cost(t: float) -> float:
-        return float(np.where(table <= t, table, 0.0).max(axis=1).sum())
+        # each row's largest attainable value at or below t (sorted rows: bisect)
+        return math.fsum(
+            count * row[at - 1] for row, count in rows if (at := bisect_right(row, t)) > 0
+        )
 
-    lo, hi = 0, candidates.size - 1
+    lo, hi = 0, len(candidates) - 1
     best = -1
     while lo <= hi:  # S(t) is non-decreasing in t: bisect over the attainable values
         mid = (lo + hi) // 2
-        if cost(float(candidates[mid])) <= alpha_ * (1.0 + 1e-12):
+        if cost(candidates[mid]) <= alpha_ * (1.0 + 1e-12):
             best = mid
             lo = mid + 1
         else:
             hi = mid - 1
-    threshold = float(candidates[best]) if best >= 0 else 0.0
-    spent = cost(threshold) if best >= 0 else 0.0
-    testable = int(np.sum(np.any(table <= threshold, axis=1))) if best >= 0 else 0
-    return DiscreteBonferroni(threshold, spent, alpha_, testable, len(rows), "discrete_bonferroni")
+    if best < 0:
+        return DiscreteBonferroni(0.0, 0.0, alpha_, 0, tests, "discrete_bonferroni")
+    threshold = candidates[best]
+    testable = sum(count for row, count in rows if row and row[0] <= threshold)
+    return DiscreteBonferroni(
+        threshold, cost(threshold), alpha_, testable, tests, "discrete_bonferroni"
+    )

@@ -5,15 +5,18 @@ strata finds a broad drop that no single case shows, while each case is compared
 itself (a hard case failing is no evidence). Run-to-run drift (a judge or provider having a bad
 day) moves all cases together and makes the hypergeometric variance too small; the dispersion
 factor estimated from the recorded runs widens it.
+
+Plain Python over lists (a gate run does not import numpy): the strata of a suite of 10,000
+cases are a few dozen distinct tables, and the CMH sums run over those.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import numpy as np
+from operator import gt, mul, sub
 
 from pytest_llmeval.stats._common import _real, _Result
 
@@ -63,27 +66,46 @@ def cmh_drop_test(
     Models*, 2nd ed. 1989, §4.5). Without informative strata ``z = 0, p = 1``. With ``φ = 1``
     the two-sided version is ``statsmodels``' ``StratifiedTable.test_null_odds``.
     """
-    arrays = [np.asarray(v, dtype=np.float64) for v in (ref_passes, ref_samples, now_passes,
-                                                         now_samples)]  # fmt: skip
-    k, n, x, m = arrays
-    if not (k.shape == n.shape == x.shape == m.shape) or k.ndim != 1:
+    columns = (ref_passes, ref_samples, now_passes, now_samples)
+    if len({len(v) for v in columns}) != 1:
         raise ValueError("cmh_drop_test needs four equally long sequences of counts")
-    if np.any(n < 0) or np.any(m < 0) or np.any(k < 0) or np.any(x < 0):
-        raise ValueError("cmh_drop_test: counts must be >= 0")
-    if np.any(k > n) or np.any(x > m):
-        raise ValueError("cmh_drop_test: passes must not exceed samples")
+    # identical strata are pooled: (k, n, x, m) -> how many
+    tables: dict[tuple[int, int, int, int], int] = {}
+    try:
+        for row in zip(*columns, strict=True):
+            tables[row] = tables.get(row, 0) + 1
+    except TypeError:  # unhashable: not counts
+        raise ValueError("cmh_drop_test needs four equally long sequences of counts") from None
+    for key in tables:
+        if not all(isinstance(v, numbers.Real) for v in key):
+            raise ValueError("cmh_drop_test needs four equally long sequences of counts")
+        if min(key) < 0:
+            raise ValueError("cmh_drop_test: counts must be >= 0")
+        if key[0] > key[1] or key[2] > key[3]:
+            raise ValueError("cmh_drop_test: passes must not exceed samples")
     phi = _real("dispersion", dispersion)
     if phi <= 0.0:
         raise ValueError(f"dispersion must be > 0, got {dispersion!r}")
-    total = n + m
-    passes = k + x
-    informative = (n > 0) & (m > 0) & (passes > 0) & (passes < total)
-    n_i, m_i, t_i, tot = n[informative], m[informative], passes[informative], total[informative]
-    observed = float(np.sum(x[informative]))
-    expected = float(np.sum(m_i * t_i / tot))
-    variance = float(np.sum(n_i * m_i * t_i * (tot - t_i) / (tot * tot * (tot - 1.0))))
+    observed_terms: list[float] = []
+    expected_terms: list[float] = []
+    variance_terms: list[float] = []
+    informative = 0
+    for (k, n, x, m), count in tables.items():
+        total = n + m
+        passes = k + x
+        if n > 0 and m > 0 and 0 < passes < total:
+            informative += count
+            observed_terms.append(count * x)
+            expected_terms.append(count * (m * passes / total))
+            variance_terms.append(
+                count * (n * m * passes * (total - passes) / (total * total * (total - 1.0)))
+            )
+    observed = math.fsum(observed_terms)
+    expected = math.fsum(expected_terms)
+    variance = math.fsum(variance_terms)
+    strata = len(ref_passes)
     if variance <= 0.0:
-        return CMHResult(k.size, 0, observed, expected, 0.0, phi, 0.0, 1.0, correction)
+        return CMHResult(strata, 0, observed, expected, 0.0, phi, 0.0, 1.0, correction)
     diff = observed - expected
     if correction:
         diff = min(diff + 0.5, 0.0) if diff < 0 else max(diff - 0.5, 0.0)
@@ -91,8 +113,8 @@ def cmh_drop_test(
     from pytest_llmeval.stats.exact import normal_cdf
 
     return CMHResult(
-        strata=k.size,
-        informative=int(np.sum(informative)),
+        strata=strata,
+        informative=informative,
         observed=observed,
         expected=expected,
         variance=variance,
@@ -128,24 +150,32 @@ def run_dispersion(passes: Sequence[Sequence[int]], samples: Sequence[Sequence[i
     the Pearson dispersion statistic (McCullagh & Nelder 1989, §4.5; Williams, *Appl. Statist.*
     31, 1982). Fewer than 2 runs, or no varying case, give ``phi = 1, df = 0``.
     """
-    y = np.asarray(passes, dtype=np.float64)
-    s = np.asarray(samples, dtype=np.float64)
-    if y.shape != s.shape or (y.size and y.ndim != 2):
+    y = [list(run) for run in passes]
+    s = [list(run) for run in samples]
+    width = len(y[0]) if y else 0
+    if len(y) != len(s) or any(
+        len(a) != width or len(b) != width for a, b in zip(y, s, strict=True)
+    ):
         raise ValueError("run_dispersion needs two equally shaped runs x cases tables")
-    if y.size == 0 or y.shape[0] < 2:
+    if width == 0 or len(y) < 2:
         return Dispersion(1.0, 0.0, 0)
-    if np.any(s < 0) or np.any(y < 0) or np.any(y > s):
-        raise ValueError("run_dispersion: 0 <= passes <= samples in every cell")
-    n = s.sum(axis=0)
-    k = y.sum(axis=0)
-    ok = n > 1
-    p = np.divide(k, n, out=np.zeros_like(k), where=n > 0)
-    base = np.where(ok, p * (1.0 - p) * n / np.where(ok, n - 1.0, 1.0), 0.0)
-    dev = (y - s * p[None, :]).sum(axis=1)
-    var = (s * base[None, :]).sum(axis=1)
-    used = var > 0
-    df = int(np.sum(used)) - 1
+    for a, b in zip(y, s, strict=True):
+        if min(b) < 0 or min(a) < 0 or any(map(gt, a, b)):
+            raise ValueError("run_dispersion: 0 <= passes <= samples in every cell")
+    n = [math.fsum(col) for col in zip(*s, strict=True)]
+    k = [math.fsum(col) for col in zip(*y, strict=True)]
+    p = [ki / ni if ni > 0 else 0.0 for ki, ni in zip(k, n, strict=True)]
+    base = [
+        pi * (1.0 - pi) * ni / (ni - 1.0) if ni > 1 else 0.0 for pi, ni in zip(p, n, strict=True)
+    ]
+    chi2_terms: list[float] = []
+    for a, b in zip(y, s, strict=True):
+        var = math.fsum(map(mul, b, base))
+        if var > 0:
+            dev = math.fsum(map(sub, a, map(mul, b, p)))
+            chi2_terms.append(dev * dev / var)
+    df = len(chi2_terms) - 1
     if df < 1:
         return Dispersion(1.0, 0.0, 0)
-    chi2 = float(np.sum(dev[used] ** 2 / var[used]))
+    chi2 = math.fsum(chi2_terms)
     return Dispersion(chi2 / df, chi2, df)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import numpy_reference as ref
 import pytest
 from statsmodels.stats.multitest import multipletests  # type: ignore[import-untyped]
 
@@ -97,3 +98,29 @@ def test_discrete_bonferroni_controls_the_family_wise_rate() -> None:
 def test_invalid_input_names_the_argument(call: object, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         call()  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_discrete_bonferroni_is_the_numpy_version(seed: int) -> None:
+    # a gate's family: thousands of cases, a few dozen distinct rows, some of several values
+    rng = np.random.default_rng(seed)
+    distinct = [sorted(rng.uniform(0, 0.05, rng.integers(0, 4)) ** 2) for _ in range(30)]
+    distinct += [[0.0, 0.2], [], [0.0]]
+    rows = [distinct[i] for i in rng.integers(0, len(distinct), 3000)]
+    for alpha in (0.02, 0.05):
+        got = stats.discrete_bonferroni(rows, alpha)
+        threshold, spent, testable = ref.discrete_bonferroni(rows, alpha)
+        assert (got.threshold, got.testable, got.tests) == (threshold, testable, len(rows))
+        assert got.spent == pytest.approx(spent, rel=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_tarone_is_its_numpy_version(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    mins = np.round(rng.uniform(size=200) ** 4, 4)  # ties
+    k = 1
+    while k <= mins.size and int(np.searchsorted(np.sort(mins), 0.05 / k, side="right")) > k:
+        k += 1
+    got = stats.tarone(mins.tolist(), 0.05)
+    assert got.threshold == 0.05 / k
+    assert got.testable == int(np.sum(mins <= 0.05 / k))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import numpy_reference as ref
 import pytest
 from statsmodels.stats.contingency_tables import StratifiedTable  # type: ignore[import-untyped]
 
@@ -66,3 +67,52 @@ def test_dispersion_by_hand() -> None:
     var = np.full(3, base.sum())
     assert got.df == 2 and got.chi2 == pytest.approx(float((dev**2 / var).sum()))
     assert stats.run_dispersion([[1, 0]], [[1, 1]]).df == 0
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_cmh_sums_are_the_numpy_version(seed: int) -> None:
+    # a gate's strata: thousands of cases with a few distinct tables, some uninformative
+    rng = np.random.default_rng(seed)
+    n = rng.integers(0, 31, 5000)
+    m = rng.integers(0, 4, 5000)
+    p = np.where(rng.random(5000) < 0.7, 0.97, rng.uniform(0.2, 0.8, 5000))
+    k, x = rng.binomial(n, p), rng.binomial(m, p)
+    args = [v.tolist() for v in (k, n, x, m)]
+    got = stats.cmh_drop_test(*args, dispersion=1.7)
+    informative, observed, expected, variance = ref.cmh_sums(*args)
+    assert (got.strata, got.informative, got.observed) == (5000, informative, observed)
+    assert got.expected == pytest.approx(expected, rel=1e-12)
+    assert got.variance == pytest.approx(variance, rel=1e-12)
+    diff = observed - expected
+    diff = min(diff + 0.5, 0.0) if diff < 0 else max(diff - 0.5, 0.0)
+    assert got.z == pytest.approx(diff / np.sqrt(1.7 * variance), rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_dispersion_is_the_numpy_version(seed: int) -> None:
+    # runs of a suite with repeats, errored cells (0 samples) and a drifting day
+    rng = np.random.default_rng(seed)
+    p = np.where(rng.random(3000) < 0.7, 0.97, rng.uniform(0.2, 0.8, 3000))
+    s = rng.choice([0, 3, 3, 3], (6, 3000))
+    day = rng.normal(0, 0.03, (6, 1))
+    y = rng.binomial(s, np.clip(p[None, :] + day, 0, 1))
+    got = stats.run_dispersion(y.tolist(), s.tolist())
+    phi, chi2, df = ref.run_dispersion(y.tolist(), s.tolist())
+    assert got.df == df == 5
+    assert got.chi2 == pytest.approx(chi2, rel=1e-10)
+    assert got.phi == pytest.approx(phi, rel=1e-10)
+
+
+def test_bad_tables_are_refused() -> None:
+    with pytest.raises(ValueError, match="equally long"):
+        stats.cmh_drop_test([1], [2], [1], [1, 1])
+    with pytest.raises(ValueError, match="equally long"):
+        stats.cmh_drop_test([[1]], [[2]], [[1]], [[1]])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match=">= 0"):
+        stats.cmh_drop_test([1], [-2], [1], [1])
+    with pytest.raises(ValueError, match="exceed"):
+        stats.cmh_drop_test([1], [2], [2], [1])
+    with pytest.raises(ValueError, match="equally shaped"):
+        stats.run_dispersion([[1, 0], [1]], [[1, 1], [1, 1]])
+    with pytest.raises(ValueError, match="0 <= passes <= samples"):
+        stats.run_dispersion([[1, 2], [1, 0]], [[1, 1], [1, 1]])
