@@ -10,6 +10,11 @@ single failure becomes improbable; a noisy suite spreads the prior, so it does n
 
 The posterior predictive of ``m`` new samples of a case is ``BetaBinomial(m, a + k, b + n - k)``;
 its lower tail ``P[X <= x]`` is the case's p-value for "``x`` passes now is a drop".
+
+What a gate run needs (:func:`fit_grid_prior`, :func:`grid_predictive_cdf_rows`) is plain Python
+over lists: importing numpy would add about 0.1 s and 15 MiB to every run with history, for a
+fit over a few dozen distinct ``(k, n)`` rows. The beta-binomial functions, which the gate does
+not use, import numpy and scipy where they run.
 """
 
 from __future__ import annotations
@@ -17,12 +22,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
-from numpy.typing import NDArray
+from itertools import repeat
+from operator import add, mul, truediv
+from typing import TYPE_CHECKING, Any
 
 from pytest_llmeval.stats._common import _count, _Result, _size, _successes
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
 
 __all__ = [
     "DEFAULT_GRID",
@@ -31,6 +39,7 @@ __all__ = [
     "beta_binomial_cdf",
     "fit_beta_binomial",
     "fit_grid_prior",
+    "grid_predictive_cdf_rows",
     "grid_predictive_cdf_table",
     "predictive_cdf_table",
 ]
@@ -68,6 +77,7 @@ class BetaBinomialFit(_Result):
 def _loglik_grad(
     theta: NDArray[np.float64], k: NDArray[np.float64], n: NDArray[np.float64]
 ) -> tuple[float, NDArray[np.float64]]:
+    import numpy as np
     from scipy.special import betaln, digamma, expit
 
     mu = float(expit(theta[0]))
@@ -111,6 +121,7 @@ def fit_beta_binomial(successes: Sequence[int], trials: Sequence[int]) -> BetaBi
         return BetaBinomialFit(math.inf, 0.0, 1.0, 0.0, cases, total, 0, 0.0, "all_pass")
     if passed == 0:
         return BetaBinomialFit(0.0, math.inf, 0.0, 0.0, cases, total, failures, 0.0, "all_fail")
+    import numpy as np
     from scipy.optimize import minimize
     from scipy.special import logit
 
@@ -188,6 +199,8 @@ def predictive_cdf_table(
     Efron & Morris 1975). Vectorised over cases with ``ln Γ``; a degenerate all-pass prior gives
     0 below ``x = m`` (no failure has ever been seen in the suite).
     """
+    import numpy as np
+
     m_ = _size("m", m)
     k = np.asarray(successes, dtype=np.float64)
     n = np.asarray(trials, dtype=np.float64)
@@ -238,20 +251,74 @@ class GridPrior(_Result):
     degenerate: str | None
 
 
-def _binomial_log_lik(
-    k: NDArray[np.float64], n: NDArray[np.float64], g: NDArray[np.float64]
-) -> NDArray[np.float64]:
-    """``ln P[k | n, g]`` for each row (k, n) and grid point g, ``-inf`` where impossible.
+def _log_grid(support: Sequence[float]) -> tuple[list[float], list[float]]:
+    """``ln g`` and ``ln(1 - g)`` at each grid point, ``-inf`` at 0 and 1."""
+    return (
+        [math.log(v) if v > 0.0 else -math.inf for v in support],
+        [math.log1p(-v) if v < 1.0 else -math.inf for v in support],
+    )
 
-    ``math.lgamma`` and ``0 ln 0 = 0`` rather than scipy.special (whose import costs 0.7 s of
-    every gate run with history); the rows are the distinct (k, n) pairs, a few dozen."""
-    lgamma = np.vectorize(math.lgamma, otypes=[np.float64])
-    choose = lgamma(n + 1.0) - lgamma(k + 1.0) - lgamma(n - k + 1.0)
-    kk, rest = k[:, None], (n - k)[:, None]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        hits = np.where(kk == 0.0, 0.0, kk * np.log(g[None, :]))
-        misses = np.where(rest == 0.0, 0.0, rest * np.log1p(-g[None, :]))
-    return np.asarray(choose[:, None] + hits + misses, dtype=np.float64)
+
+def _binomial_log_lik(k: int, n: int, log_g: list[float], log_h: list[float]) -> list[float]:
+    """``ln P[k | n, g]`` at each grid point, ``-inf`` where impossible (``0 ln 0 = 0``).
+
+    ``math.lgamma`` rather than scipy.special, whose import costs 0.7 s of every gate run."""
+    choose = math.lgamma(n + 1.0) - math.lgamma(k + 1.0) - math.lgamma(n - k + 1.0)
+    rest = n - k
+    return [
+        choose + (0.0 if k == 0 else k * a) + (0.0 if rest == 0 else rest * b)
+        for a, b in zip(log_g, log_h, strict=True)
+    ]
+
+
+class _Rows:
+    """A fixed matrix whose products with vectors run as C loops over lists.
+
+    ``sum(map(mul, row, x))`` is one C-level pass per row. Two rows ride in one pass as the
+    real and imaginary parts of complex numbers: ``(a + ib)·x = ax + ibx`` exactly, and the
+    parts are summed in the same order as two separate float sums, so each product is bitwise
+    what the plain loop gives, in about 0.7 of its time.
+    """
+
+    __slots__ = ("_odd", "_pairs")
+
+    def __init__(self, rows: Sequence[Sequence[float]]) -> None:
+        self._pairs = [
+            [complex(a, b) for a, b in zip(rows[i], rows[i + 1], strict=True)]
+            for i in range(0, len(rows) - 1, 2)
+        ]
+        self._odd = list(rows[-1]) if len(rows) % 2 else None
+
+    def times(self, x: list[float]) -> list[float]:
+        """``[Σ_j row_j x_j for row in rows]``."""
+        out: list[float] = []
+        for pair in self._pairs:
+            z = sum(map(mul, pair, x), 0j)
+            out.append(z.real)
+            out.append(z.imag)
+        if self._odd is not None:
+            out.append(sum(map(mul, self._odd, x)))
+        return out
+
+
+def _pooled_counts(successes: Sequence[int], trials: Sequence[int]) -> dict[tuple[int, int], int]:
+    """How many cases have each ``(k, n)`` with ``n > 0``, the counts checked.
+
+    Plain ints (what the gate passes, 10,000 cases and more) are pooled first and each distinct
+    pair checked once; anything else is checked case by case, so an error names its index."""
+    rows: dict[tuple[int, int], int] = {}
+    if all(type(v) is int for v in successes) and all(type(v) is int for v in trials):
+        for pair in zip(successes, trials, strict=True):
+            rows[pair] = rows.get(pair, 0) + 1
+        if all(0 <= k <= n for k, n in rows):
+            return {pair: c for pair, c in rows.items() if pair[1] > 0}
+        rows = {}
+    for i, (k_raw, n_raw) in enumerate(zip(successes, trials, strict=True)):
+        n_i = _count(f"trials[{i}]", n_raw)
+        k_i = _successes(f"successes[{i}]", k_raw, f"trials[{i}]", n_i)
+        if n_i > 0:
+            rows[(k_i, n_i)] = rows.get((k_i, n_i), 0) + 1
+    return rows
 
 
 def fit_grid_prior(
@@ -272,23 +339,24 @@ def fit_grid_prior(
     bimodal (many stable cases near 1, some noisy ones spread out), which a single
     beta-binomial fit turns into a prior that is too sure of cases that never failed (Koenker &
     Mizera, *JASA* 109, 2014, for NPMLE empirical Bayes). Deterministic.
+
+    Plain Python: each iteration is two products of the (distinct rows x grid) likelihood
+    matrix with a vector (:class:`_Rows`). The gate's figures were measured with exactly this
+    iteration and stopping rule (usually the 500 iterations, short of convergence: EM is slow
+    on this problem, and the smoother prior its early stop gives is the one whose error rates
+    ``benchmarks/bench_gate_noise.py`` reports).
     """
     if len(successes) != len(trials):
         raise ValueError(f"successes has {len(successes)} entries but trials has {len(trials)}")
-    rows: dict[tuple[int, int], int] = {}
-    for i, (k_raw, n_raw) in enumerate(zip(successes, trials, strict=True)):
-        n_i = _count(f"trials[{i}]", n_raw)
-        k_i = _successes(f"successes[{i}]", k_raw, f"trials[{i}]", n_i)
-        if n_i > 0:
-            rows[(k_i, n_i)] = rows.get((k_i, n_i), 0) + 1
+    rows = _pooled_counts(successes, trials)
     if not rows:
         raise ValueError("fit_grid_prior needs at least one case with trials > 0")
     cases = sum(rows.values())
     total = sum(n * c for (_, n), c in rows.items())
     passed = sum(k * c for (k, _), c in rows.items())
     failures = total - passed
-    g = np.asarray(sorted({float(v) for v in grid}), dtype=np.float64)
-    if g.size == 0 or g[0] < 0.0 or g[-1] > 1.0:
+    g = sorted({float(v) for v in grid})
+    if not g or g[0] < 0.0 or g[-1] > 1.0:
         raise ValueError("grid must hold pass probabilities in [0, 1]")
     if failures == 0 or passed == 0:
         point = 1.0 if failures == 0 else 0.0
@@ -297,32 +365,39 @@ def fit_grid_prior(
             "all_pass" if failures == 0 else "all_fail",
         )  # fmt: skip
     keys = sorted(rows)
-    k = np.asarray([r[0] for r in keys], dtype=np.float64)
-    n = np.asarray([r[1] for r in keys], dtype=np.float64)
-    c = np.asarray([rows[r] for r in keys], dtype=np.float64) / cases
-    log_l = _binomial_log_lik(k, n, g)
-    top = log_l.max(axis=1, keepdims=True)
-    lik = np.exp(log_l - top)
-    w = np.full(g.size, 1.0 / g.size)
+    c = [rows[r] / cases for r in keys]
+    log_g, log_h = _log_grid(g)
+    lik: list[list[float]] = []
+    top: list[float] = []
+    for k, n in keys:
+        log_l = _binomial_log_lik(k, n, log_g, log_h)
+        peak = max(log_l)
+        top.append(peak)
+        lik.append([math.exp(v - peak) for v in log_l])
+    by_row = _Rows(lik)
+    by_col = _Rows([list(col) for col in zip(*lik, strict=True)])
+    log = math.log
+    w = [1.0 / len(g)] * len(g)
     prev = -math.inf
     ll = -math.inf
     it = 0
     for it in range(1, max_iter + 1):  # noqa: B007 (the count is reported)
-        mix = lik @ w
-        ll = float(c @ (np.log(mix) + top[:, 0]))
-        w = w * ((c / mix) @ lik)
-        w = w / w.sum()
+        mix = by_row.times(w)
+        ll = sum(map(mul, c, map(add, map(log, mix), top)))
+        w = list(map(mul, w, by_col.times(list(map(truediv, c, mix)))))
+        w = list(map(truediv, w, repeat(sum(w))))
         if ll - prev < tol:
             break
         prev = ll
-    ll = float(c @ (np.log(lik @ w) + top[:, 0]))
-    keep = w > 1e-12
-    support = tuple(float(v) for v in g[keep])
-    weights_arr = w[keep] / w[keep].sum()
+    ll = sum(map(mul, c, map(add, map(log, by_row.times(w)), top)))
+    keep = [i for i, v in enumerate(w) if v > 1e-12]
+    kept = sum(w[i] for i in keep)
+    weights = tuple(w[i] / kept for i in keep)
+    support = tuple(g[i] for i in keep)
     return GridPrior(
         support=support,
-        weights=tuple(float(v) for v in weights_arr),
-        mean=float(np.dot(g[keep], weights_arr)),
+        weights=weights,
+        mean=sum(map(mul, support, weights)),
         cases=cases,
         samples=total,
         failures=failures,
@@ -332,27 +407,49 @@ def fit_grid_prior(
     )
 
 
-def grid_predictive_cdf_table(
+def grid_predictive_cdf_rows(
     successes: Sequence[int], trials: Sequence[int], m: int, prior: GridPrior
-) -> NDArray[np.float64]:
+) -> list[tuple[float, ...]]:
     """Posterior-predictive lower tails ``P[X <= x]``, ``x = 0..m``, under a grid prior.
 
     Row ``i``: the case's posterior on the grid is ``∝ w_g Binomial(k_i; n_i, p_g)``
     (Robbins 1956), and ``X | p ~ Binomial(m, p)``, so
-    ``P[X <= x] = Σ_g post_ig · BinomCDF(x; m, p_g)``.
+    ``P[X <= x] = Σ_g post_ig · BinomCDF(x; m, p_g)``. Computed once per distinct
+    ``(k, n)``: cases with the same counts share one tuple (a suite of 10,000 cases has a few
+    dozen).
     """
     m_ = _size("m", m)
-    k = np.asarray(successes, dtype=np.float64).reshape(-1)
-    n = np.asarray(trials, dtype=np.float64).reshape(-1)
-    g = np.asarray(prior.support, dtype=np.float64)
+    if len(successes) != len(trials):
+        raise ValueError(f"successes has {len(successes)} entries but trials has {len(trials)}")
     from pytest_llmeval.stats.exact import binom_cdf
 
-    log_post = np.log(np.asarray(prior.weights))[None, :] + _binomial_log_lik(k, n, g)
-    log_post -= log_post.max(axis=1, keepdims=True)
-    post = np.exp(log_post)
-    post /= post.sum(axis=1, keepdims=True)
-    x = np.arange(m_ + 1, dtype=np.float64)
-    cdf = np.array([[binom_cdf(int(xi), m_, float(gi)) for gi in g] for xi in x])
-    out = np.minimum(post @ cdf.T, 1.0)
-    out[:, m_] = 1.0
-    return np.asarray(out, dtype=np.float64)
+    g = prior.support
+    log_w = [math.log(v) if v > 0.0 else -math.inf for v in prior.weights]
+    log_g, log_h = _log_grid(g)
+    # one list per x of BinomCDF(x; m, p_g) over the grid; x = m is 1
+    tails = [[binom_cdf(x, m_, p) for p in g] for x in range(m_)]
+    exp = math.exp
+    memo: dict[tuple[int, int], tuple[float, ...]] = {}
+    out: list[tuple[float, ...]] = []
+    for i, pair in enumerate(zip(successes, trials, strict=True)):
+        row = memo.get(pair)
+        if row is None:
+            n_i = _count(f"trials[{i}]", pair[1])
+            k_i = _successes(f"successes[{i}]", pair[0], f"trials[{i}]", n_i)
+            log_post = list(map(add, log_w, _binomial_log_lik(k_i, n_i, log_g, log_h)))
+            peak = max(log_post)
+            post = [exp(v - peak) for v in log_post]
+            post = list(map(truediv, post, repeat(sum(post))))
+            row = memo[pair] = (*(min(sum(map(mul, post, t)), 1.0) for t in tails), 1.0)
+        out.append(row)
+    return out
+
+
+def grid_predictive_cdf_table(
+    successes: Sequence[int], trials: Sequence[int], m: int, prior: GridPrior
+) -> NDArray[np.float64]:
+    """:func:`grid_predictive_cdf_rows` as a ``(cases, m + 1)`` numpy array (imports numpy)."""
+    import numpy as np
+
+    rows = grid_predictive_cdf_rows(successes, trials, m, prior)
+    return np.asarray(rows, dtype=np.float64).reshape(len(rows), _size("m", m) + 1)

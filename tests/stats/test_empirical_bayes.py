@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import numpy_reference as ref
 import pytest
 from scipy.optimize import minimize
 from scipy.stats import betabinom, binom
@@ -110,6 +111,68 @@ def test_grid_predictive_by_hand() -> None:
     expected = post @ np.array([binom.cdf(np.arange(4), 3, p) for p in (0.5, 0.9)])
     got = stats.grid_predictive_cdf_table([8], [10], 3, prior)[0]
     np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
+def realistic(name: str) -> tuple[list[int], list[int]]:
+    """Per-case (passes, samples) a gate sees: ``bench_run`` is benchmarks/bench_run.py's noisy
+    app (2,000 cases, the fill run and 5 recorded runs, 2% of answers wrong in each); ``H/N``
+    is bench_gate_noise's noisy suite of 1,000 cases over H runs of N samples; ``errored``
+    the same with some samples lost to errors (several n); ``quiet`` a deterministic suite with
+    one failure."""
+    rng = np.random.default_rng(sum(map(ord, name)))
+    if name == "bench_run":
+        return (6 - rng.binomial(6, 0.02, 2000)).tolist(), [6] * 2000
+    if name == "quiet":
+        return [10] * 499 + [9], [10] * 500
+    p = np.where(rng.random(1000) < 0.7, 0.97, rng.uniform(0.2, 0.8, 1000))
+    if name == "errored":
+        n = 10 - rng.binomial(10, 0.03, 1000)
+        return rng.binomial(n, p).tolist(), n.tolist()
+    h, samples = (int(v) for v in name.split("/"))
+    return rng.binomial(h * samples, p).tolist(), [h * samples] * 1000
+
+
+REALISTIC = ["bench_run", "3/1", "10/1", "10/3", "30/1", "errored", "quiet"]
+
+
+@pytest.mark.parametrize("name", REALISTIC)
+def test_grid_prior_is_the_numpy_em(name: str) -> None:
+    # the same iteration and stopping rule as the numpy version the gate's figures were
+    # measured with: the same iterations, support and weights up to rounding
+    k, n = realistic(name)
+    got = stats.fit_grid_prior(k, n)
+    want = ref.fit_grid_prior(k, n)
+    assert got.iterations == want.iterations
+    assert got.support == want.support
+    np.testing.assert_allclose(got.weights, want.weights, rtol=1e-9, atol=1e-13)
+    assert got.mean == pytest.approx(want.mean, rel=1e-12)
+    assert got.log_likelihood == pytest.approx(want.log_likelihood, rel=1e-12)
+    assert (got.cases, got.samples, got.failures) == (want.cases, want.samples, want.failures)
+
+
+@pytest.mark.parametrize("name", ["bench_run", "10/1", "10/3", "errored"])
+@pytest.mark.parametrize("m", [1, 3])
+def test_grid_predictive_rows_are_the_numpy_table(name: str, m: int) -> None:
+    k, n = realistic(name)
+    prior = ref.fit_grid_prior(k, n)
+    rows = stats.grid_predictive_cdf_rows(k, n, m, prior)
+    want = ref.grid_predictive_cdf_table(k, n, m, prior)
+    np.testing.assert_allclose(np.asarray(rows), want, rtol=1e-12, atol=1e-15)
+    table = stats.grid_predictive_cdf_table(k, n, m, prior)
+    assert table.shape == (len(k), m + 1) and table.tolist() == [list(r) for r in rows]
+    # cases with the same counts share one row
+    first = {(ki, ni): row for ki, ni, row in zip(k, n, rows, strict=True)}
+    assert all(row is first[(ki, ni)] for ki, ni, row in zip(k, n, rows, strict=True))
+
+
+def test_grid_predictive_rows_check_their_counts() -> None:
+    prior = stats.fit_grid_prior([3, 2], [3, 3])
+    with pytest.raises(ValueError, match=r"successes\[1\]"):
+        stats.grid_predictive_cdf_rows([1, 4], [3, 3], 1, prior)
+    with pytest.raises(ValueError, match="trials has 1"):
+        stats.grid_predictive_cdf_rows([1, 2], [3], 1, prior)
+    assert stats.grid_predictive_cdf_rows([], [], 2, prior) == []
+    assert stats.grid_predictive_cdf_table([], [], 2, prior).shape == (0, 3)
 
 
 @pytest.mark.parametrize(
