@@ -12,10 +12,8 @@ import hashlib
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    import numpy as np
+from operator import add
+from typing import Any
 
 UNCONFIRMED = "unconfirmed: no history for this case; record history or use --llmeval-repeat"
 
@@ -302,12 +300,10 @@ class GateContext:
         failed (or, with repeats, in ``sample_passes``); keys in ``errored`` do not count.
         Every line with a ``pass_rate`` feeds the history gate, as before.
         """
-        import numpy as np  # only where it is used: importing the plugin stays cheap
-
         from pytest_llmeval.stats import (
             discrete_bonferroni,
             fit_grid_prior,
-            grid_predictive_cdf_table,
+            grid_predictive_cdf_rows,
             run_dispersion,
         )
 
@@ -316,37 +312,37 @@ class GateContext:
         index = {k: i for i, k in enumerate(keys)}
         keyset = frozenset(keys)
         digest = suite_digest(keys)
-        used_y: list[np.ndarray[Any, np.dtype[np.float64]]] = []
-        used_s: list[np.ndarray[Any, np.dtype[np.float64]]] = []
+        # one list per used line: each case's passes and samples in it (lists, not numpy: a
+        # gate run with history imports no numpy)
+        used_y: list[list[int]] = []
+        used_s: list[list[int]] = []
         for line in lines:
             if not keys or not _line_covers(line, digest, keyset):
                 continue
             common = int(line.get("samples") or 1)
-            y = np.full(len(keys), float(common))
-            s = np.full(len(keys), float(common))
+            y = [common] * len(keys)
+            s = [common] * len(keys)
             for key in line["failed"]:
-                y[index[key]] = 0.0
+                y[index[key]] = 0
             sample_passes = line.get("sample_passes")
             if isinstance(sample_passes, Mapping):
                 for key, pair in sample_passes.items():
                     if key in index:
-                        y[index[key]], s[index[key]] = float(pair[0]), float(pair[1])
+                        y[index[key]], s[index[key]] = int(pair[0]), int(pair[1])
             for key in line.get("errored") or ():
                 if key in index:
-                    y[index[key]] = s[index[key]] = 0.0
+                    y[index[key]] = s[index[key]] = 0
             used_y.append(y)
             used_s.append(s)
-        if used_y:
-            y_tab = np.vstack(used_y)
-            s_tab = np.vstack(used_s)
-        else:
-            y_tab = np.zeros((0, len(keys)))
-            s_tab = np.zeros((0, len(keys)))
-        k_all = y_tab.sum(axis=0).astype(int)
-        n_all = s_tab.sum(axis=0).astype(int)
-        runs_all = (s_tab > 0).sum(axis=0).astype(int)
-        has = n_all > 0
-        prior = fit_grid_prior(k_all[has].tolist(), n_all[has].tolist()) if has.any() else None
+        k_all = [0] * len(keys)
+        n_all = [0] * len(keys)
+        runs_all = [0] * len(keys)
+        for y, s in zip(used_y, used_s, strict=True):
+            k_all = list(map(add, k_all, y))
+            n_all = list(map(add, n_all, s))
+            runs_all = list(map(add, runs_all, map(bool, s)))
+        has = [i for i, n in enumerate(n_all) if n > 0]
+        prior = fit_grid_prior([k_all[i] for i in has], [n_all[i] for i in has]) if has else None
 
         samples = max(1, int(settings.samples))
         if samples == 1:
@@ -365,12 +361,18 @@ class GateContext:
         case_alpha = round(settings.alpha * settings.case_share, 15)
         threshold, spent, testable = case_alpha, 0.0, 0
         if prior is not None and eligible:
-            cdf = grid_predictive_cdf_table(
-                k_all[eligible].tolist(), n_all[eligible].tolist(), samples, prior
+            # cases with the same history counts share one table (and one attainable row)
+            rows = grid_predictive_cdf_rows(
+                [k_all[i] for i in eligible], [n_all[i] for i in eligible], samples, prior
             )
-            for row, i in enumerate(eligible):
-                tables[keys[i]] = tuple(float(v) for v in cdf[row])
-            attainable = cdf[:, fail_x].tolist() if fail_x else [[] for _ in eligible]
+            picked: dict[int, list[float]] = {}
+            attainable: list[list[float]] = []
+            for row, i in zip(rows, eligible, strict=True):
+                tables[keys[i]] = row
+                fails = picked.get(id(row))
+                if fails is None:
+                    fails = picked[id(row)] = [row[x] for x in fail_x]
+                attainable.append(fails)
             family = discrete_bonferroni(attainable, case_alpha)
             threshold, spent, testable = family.threshold, family.spent, family.testable
 
@@ -380,16 +382,16 @@ class GateContext:
         history_alpha = remaining * settings.history_share
         split = prediction_gate or settings.std_threshold is not None
         suite_alpha = remaining - history_alpha if split else remaining
-        disp = run_dispersion(y_tab.tolist(), s_tab.tolist()) if len(used_y) >= 2 else None
+        disp = run_dispersion(used_y, used_s) if len(used_y) >= 2 else None
         return cls(
             settings=settings,
             keys=keys,
             history_lines=len(lines),
             lines_used=len(used_y),
             lines_ignored=sum(1 for h in lines if isinstance(h.get("failed"), list)) - len(used_y),
-            history_passes={k: int(k_all[i]) for i, k in enumerate(keys) if has[i]},
-            history_samples={k: int(n_all[i]) for i, k in enumerate(keys) if has[i]},
-            history_runs={k: int(runs_all[i]) for i, k in enumerate(keys) if has[i]},
+            history_passes={keys[i]: k_all[i] for i in has},
+            history_samples={keys[i]: n_all[i] for i in has},
+            history_runs={keys[i]: runs_all[i] for i in has},
             prior_support=() if prior is None else prior.support,
             prior_weights=() if prior is None else prior.weights,
             prior_mean=None if prior is None else prior.mean,
@@ -417,14 +419,14 @@ class GateContext:
         table = self.tables.get(key)
         if table is not None and samples == len(table) - 1 and 0 <= passes <= samples:
             return table[passes]
-        from pytest_llmeval.stats import GridPrior, grid_predictive_cdf_table
+        from pytest_llmeval.stats import GridPrior, grid_predictive_cdf_rows
 
         prior = GridPrior(
             self.prior_support, self.prior_weights, self.prior_mean or 0.0, 0, 0, 0, 0, 0.0,
             self.prior_degenerate,
         )  # fmt: skip
-        row = grid_predictive_cdf_table([self.history_passes[key]], [n], samples, prior)
-        return float(row[0, min(max(passes, 0), samples)])
+        row = grid_predictive_cdf_rows([self.history_passes[key]], [n], samples, prior)[0]
+        return row[min(max(passes, 0), samples)]
 
     def adjusted(self, p: float) -> float:
         """The case's p on the family's scale: ``<= case_alpha`` exactly when ``p <= threshold``."""

@@ -263,6 +263,47 @@ def test_the_threshold_is_fixed_before_the_run_and_spends_at_most_the_case_share
     assert ctx == context(noisy_history(), settings=GateSettings(samples=3))
 
 
+def noisy_repeated_history(runs: int = 8) -> list[dict[str, Any]]:
+    """Runs of 3 samples per case, each case losing 0-2 of them in a pattern of its own."""
+    out = []
+    for j in range(runs):
+        passes = {
+            k: 3 - ((i * 7 + j * 5) % 11 < i % 5) - ((i + j) % 9 == 0) for i, k in enumerate(KEYS)
+        }
+        out.append(repeated_line(passes))
+    return out
+
+
+def test_the_context_is_the_one_the_numpy_version_built() -> None:
+    # recorded from the numpy implementation (commit a3488a9), which the gate's error rates
+    # were measured with: the same history counts, prior, tables and threshold to 1e-12
+    ctx = context(noisy_repeated_history(), settings=GateSettings(samples=3))
+    assert sorted(set(zip(ctx.history_passes.values(), ctx.history_samples.values(),
+                          strict=True))) == [(k, 24) for k in range(19, 25)]  # fmt: skip
+    assert (len(ctx.prior_support), ctx.testable, ctx.eligible) == (7, 21, 40)
+    assert (ctx.dispersion, ctx.dispersion_df) == (1.0, 7)
+    assert ctx.prior_mean == pytest.approx(0.9028879482995761, rel=1e-12)
+    assert ctx.case_threshold == pytest.approx(0.0009207070865256215, rel=1e-12)
+    assert ctx.case_spent == pytest.approx(0.019219644876841697, rel=1e-12)
+    recorded = {
+        0: (0.0009124906842249979, 0.026321253800509516, 0.2629455885310011, 1.0),
+        3: (0.000928728938332959, 0.0266267431043512, 0.264385989961804, 1.0),
+    }
+    for i, row in recorded.items():
+        assert ctx.tables[KEYS[i]] == pytest.approx(row, rel=1e-12)
+    one = context(noisy_history())
+    assert (len(one.prior_support), one.case_threshold, one.testable) == (24, 0.0, 0)
+    assert one.prior_mean == pytest.approx(0.9525312388869414, rel=1e-12)
+    for i, p_fail in {
+        0: 0.351761908310427,
+        1: 0.04123749305912366,
+        30: 0.03868434505050709,
+    }.items():
+        assert one.tables[KEYS[i]] == pytest.approx((p_fail, 1.0), rel=1e-12)
+    # cases with the same counts share one table
+    assert ctx.tables[KEYS[0]] is ctx.tables[KEYS[7]]
+
+
 def test_only_this_judges_history_counts() -> None:
     other = {**JUDGE, "model": "another"}
     history = [line([KEYS[0]], judge=other) for _ in range(5)] + [line(judge=JUDGE)] * 3
