@@ -5,7 +5,8 @@ and the sections (regressions, new failures, ...) that list them.
 A report file may be older than a field, or trimmed by hand. ``CaseResult.from_dict`` fills a
 missing field with a default; where that default would read as a fact the record never stated
 (difficulty "medium", threshold 0, one sample, an empty answer) the page shows it as unknown
-instead. A record ``from_dict`` cannot read at all is listed by id, with the reason.
+instead. A record ``from_dict`` cannot read at all is listed by id, with the reason. The gate's
+per-case numbers are read by ``CaseEvidence.from_dict`` the same way.
 """
 
 from __future__ import annotations
@@ -125,9 +126,15 @@ class Section:
 
 
 def _reason(
-    error: Any, score: Any, threshold: Any, modes: tuple[str, ...], verdict: Any, reasoning: Any,
+    error: Any,
+    score: Any,
+    threshold: Any,
+    modes: tuple[str, ...],
+    verdict: Any,
+    reasoning: Any,
     limit: int,
-) -> str:  # fmt: skip
+) -> str:
+    """The one-line why of :func:`one_line_reason`, from the values it reads."""
     error = text(error).strip()
     if error:
         line = error
