@@ -13,22 +13,36 @@ in metadata could that pass unnoticed, so a line with metadata (or an escape) an
 digits is read by :mod:`json` too. Otherwise whatever ``orjson`` accepts :mod:`json` reads the
 same (it refuses lone surrogates, ``NaN`` and nesting past 1,024 levels): a line's row never
 depends on which decoder read it.
+
+A big file is cut into parts at line ends and parsed by worker processes (the decoder holds
+the GIL, so threads would not help); each part comes back as one serialized SQLite database
+of its rows, which the writer inserts with SQL alone, in file order and in the file's one
+transaction. Line numbers, strict mode and every message are those of one process reading
+the whole file.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import os
 import re
-from collections.abc import Callable, Iterator
-from typing import IO, Any
+import sqlite3
+from collections.abc import Callable, Generator, Iterable, Iterator
+from itertools import pairwise
+from operator import itemgetter
+from typing import IO, Any, NamedTuple
 
-from pytest_llmeval.online.records import Row, parse_record
+from pytest_llmeval.online import schema
+from pytest_llmeval.online.records import EventRow, FailureRow, ResponseRow, Row, parse_record
 from pytest_llmeval.online.values import (
     _MAX_TS,
     FAILURE_RECORD_TYPE,
     RESPONSE_RECORD_TYPES,
     LineError,
     RecordError,
+    StoreError,
 )
 
 _JSON_WS = b" \t\r\n"
@@ -92,12 +106,16 @@ class LineReader:
     but every line is still read, so every bad line is reported.
     """
 
-    def __init__(self, handle: IO[bytes], name: str, *, strict: bool = False) -> None:
+    def __init__(
+        self, handle: IO[bytes], name: str, *, strict: bool = False, bom: bool = True
+    ) -> None:
         self.handle = handle
         self.name = name
         self.strict = strict
+        self.bom = bom  # False: the handle starts mid-file, where a BOM is no BOM
         self.errors: list[LineError] = []
         self.lines = 0
+        self.raw_lines = 0  # every line read, blank or not (the next part's line numbers)
 
     def _bad(self, lineno: int, exc: RecordError) -> None:
         self.errors.append(LineError(self.name, lineno, exc.field, exc.message))
@@ -105,8 +123,9 @@ class LineReader:
     def __iter__(self) -> Iterator[Row]:
         fast, long_digits = _FAST_DECODE, _LONG_DIGITS
         not_events, max_ts, strict = _NOT_EVENTS, _MAX_TS, self.strict
+        lineno = 0
         for lineno, raw in enumerate(self.handle, start=1):
-            if lineno == 1 and raw.startswith(_BOM):
+            if lineno == 1 and self.bom and raw.startswith(_BOM):
                 raw = raw[len(_BOM) :]
             if raw[:1] in _WS_BYTES or raw[-1:] in _WS_BYTES:
                 raw = raw.strip(_JSON_WS)
@@ -166,3 +185,281 @@ class LineReader:
                 continue
             if not (self.strict and self.errors):
                 yield row
+        self.raw_lines = lineno
+
+
+# -- parts of a file, parsed in worker processes ---------------------------------------------
+
+#: Files at least this big are parsed by worker processes (starting one costs about 0.3 s).
+PARALLEL_MIN_BYTES = 16 << 20
+#: Bytes of a file per part handed to a worker (cut at a line end).
+PART_BYTES = 8 << 20
+#: Worker processes at most (the writer, this process, needs a CPU of its own as well).
+MAX_WORKERS = 4
+
+
+class Batch(NamedTuple):
+    """Rows for the store: as lists, or (``blob``) as one serialized database of the
+    :data:`~.schema.STAGE_TABLES` holding them. ``touched`` are the response ids and
+    ``sessions`` the sessions (of events without a response id) the rows name."""
+
+    responses: list[ResponseRow]
+    events: list[EventRow]
+    failures: list[FailureRow]
+    touched: list[str]
+    sessions: list[str]
+    rows: int
+    blob: bytes | None = None
+
+
+def batch_of(
+    responses: list[ResponseRow], events: list[EventRow], failures: list[FailureRow]
+) -> Batch:
+    # By response id (the events key's first column), successive rows land on the same or the
+    # next page of the key (sorting whole tuples costs three times as much).
+    events.sort(key=itemgetter(0))
+    touched = set(map(itemgetter(0), events))
+    touched.update(map(itemgetter(0), responses))
+    touched.discard("")
+    sessions = {e[3] for e in events if not e[0]}
+    rows = len(responses) + len(events) + len(failures)
+    return Batch(responses, events, failures, list(touched), list(sessions), rows)
+
+
+def batches(rows: Iterable[Row], size: int) -> Iterator[Batch]:
+    """The rows in batches of ``size`` (the last one possibly empty). Every kind counts
+    towards a batch: a file that starts with a million responses must not hold them all in
+    memory before the first event arrives."""
+    responses: list[ResponseRow] = []
+    events: list[EventRow] = []
+    failures: list[FailureRow] = []
+    for n, (kind, row) in enumerate(rows, start=1):
+        if kind == "event":
+            events.append(row)  # type: ignore[arg-type]
+        elif kind == "response":
+            responses.append(row)  # type: ignore[arg-type]
+        else:
+            failures.append(row)  # type: ignore[arg-type]
+        if not n % size:
+            yield batch_of(responses, events, failures)
+            responses, events, failures = [], [], []
+    yield batch_of(responses, events, failures)
+
+
+def parse_here(
+    handle: IO[bytes], name: str, *, strict: bool, size: int
+) -> Generator[Part, None, None]:
+    """The parts of an open file parsed in this process, ``size`` rows at a time; the last
+    part carries the line counts and every bad line."""
+    reader = LineReader(handle, name, strict=strict)
+    last: Batch | None = None
+    for batch in batches(reader, size):
+        if last is not None:
+            yield Part(last, 0, 0, [])
+        last = batch
+    assert last is not None
+    errors = [(e.line, e.field, e.message) for e in reader.errors]
+    yield Part(last, reader.raw_lines, reader.lines, errors)
+
+
+def stage_inserts(database: str) -> dict[str, str]:
+    """Per staging table, the INSERT of one row (``?`` per column)."""
+    return {
+        t: f"INSERT INTO {database}.{t} VALUES ({', '.join('?' * (c.count(',') + 1))})"
+        for t, c in schema.STAGE_TABLES.items()
+    }
+
+
+def fill_stage(conn: sqlite3.Connection, database: str, batch: Batch) -> None:
+    """Put the batch's rows into the staging tables of ``database`` (emptied first)."""
+    inserts = stage_inserts(database)
+    for table, rows in (("resp", batch.responses), ("ev", batch.events), ("fail", batch.failures)):
+        conn.execute(f"DELETE FROM {database}.{table}")
+        if rows:
+            conn.executemany(inserts[table], rows)
+
+
+def staged(batch: Batch) -> Batch:
+    """The batch as one serialized database (Python 3.11+; otherwise unchanged): it crosses
+    to the writer process as one string of bytes, and the writer inserts it with SQL alone."""
+    if not hasattr(sqlite3.Connection, "serialize"):
+        return batch
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        for statement in schema.stage_tables("main"):
+            conn.execute(statement)
+        conn.execute("BEGIN")
+        fill_stage(conn, "main", batch)
+        conn.execute("COMMIT")
+        blob: bytes = conn.serialize()  # type: ignore[attr-defined]
+    finally:
+        conn.close()
+    return batch._replace(responses=[], events=[], failures=[], blob=blob)
+
+
+class Part(NamedTuple):
+    """A parsed part of a file: its rows, how many lines it has (``raw_lines``) and how many
+    are not blank, and its bad lines as (line within the part, field, message)."""
+
+    batch: Batch
+    raw_lines: int
+    lines: int
+    errors: list[tuple[int, str | None, str]]
+
+
+def parse_part(name: str, start: int, end: int, identity: tuple[int, int], strict: bool) -> Part:
+    """Parse bytes ``start:end`` of file ``name`` (whole lines; run in a worker process).
+
+    ``identity`` is the (device, inode) of the file the caller opened: another file now under
+    that name is refused rather than ingested in part.
+    """
+    with open(name, "rb") as handle:
+        stat = os.fstat(handle.fileno())
+        if (stat.st_dev, stat.st_ino) != identity:
+            raise StoreError(f"{name} was replaced while it was being ingested")
+        handle.seek(start)
+        data = handle.read(end - start)
+    reader = LineReader(io.BytesIO(data), name, strict=strict, bom=start == 0)
+    (batch,) = batches(reader, 1 << 62)
+    errors = [(e.line, e.field, e.message) for e in reader.errors]
+    # under strict a bad line rejects the file: the rows would only be thrown away
+    return Part(
+        batch if strict and errors else staged(batch), reader.raw_lines, reader.lines, errors
+    )
+
+
+def part_bounds(handle: IO[bytes], size: int, part_bytes: int) -> list[tuple[int, int]]:
+    """``[start, end)`` byte ranges covering the first ``size`` bytes, each cut after a
+    line end."""
+    bounds = [0]
+    while bounds[-1] + part_bytes < size:
+        handle.seek(bounds[-1] + part_bytes)
+        handle.readline()
+        cut = handle.tell()
+        if cut >= size:
+            break
+        bounds.append(cut)
+    bounds.append(size)
+    return list(pairwise(bounds))
+
+
+def worker_count(size: int, workers: int | None) -> int:
+    """How many worker processes parse a file of ``size`` bytes (0: this process does)."""
+    if workers is not None:
+        return max(0, workers)
+    if size < PARALLEL_MIN_BYTES:
+        return 0
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return min(MAX_WORKERS, cpus) if cpus > 1 else 0
+
+
+def serve(source: IO[bytes] | None = None, sink: IO[bytes] | None = None) -> None:
+    """A worker process's loop: read tasks for :func:`parse_part`, answer each in order, until
+    the input ends (tasks and answers are length-prefixed pickles)."""
+    import pickle
+    import sys
+
+    source = source or sys.stdin.buffer
+    sink = sink or sys.stdout.buffer
+    while head := source.read(8):
+        args = pickle.loads(source.read(int.from_bytes(head, "little")))
+        try:
+            answer: tuple[str, Any] = ("part", parse_part(*args))
+        except Exception as exc:  # handed to the writer, which raises it
+            answer = ("error", exc)
+        data = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
+        sink.write(len(data).to_bytes(8, "little") + data)
+        sink.flush()
+
+
+class _Worker:
+    """One worker process (``python -c`` running :func:`serve`). A plain subprocess rather
+    than :mod:`multiprocessing`, which would import the caller's ``__main__`` again in every
+    worker and may not start from a daemonic process."""
+
+    def __init__(self) -> None:
+        import subprocess
+        import sys
+
+        # the folder holding the pytest_llmeval package, whatever sys.path found it through
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, (root, env.get("PYTHONPATH"))))
+        code = "from pytest_llmeval.online.ingest import serve; serve()"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
+        )
+
+    def send(self, *args: Any) -> None:
+        import pickle
+
+        data = pickle.dumps(args, protocol=pickle.HIGHEST_PROTOCOL)
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(len(data).to_bytes(8, "little") + data)
+        self.proc.stdin.flush()
+
+    def receive(self) -> Part:
+        import pickle
+
+        assert self.proc.stdout is not None
+        head = self.proc.stdout.read(8)
+        if len(head) < 8:
+            raise OSError(f"an ingest worker exited (code {self.proc.wait()})")
+        kind, value = pickle.loads(self.proc.stdout.read(int.from_bytes(head, "little")))
+        if kind == "error":
+            raise value
+        part: Part = value
+        return part
+
+    def close(self) -> None:
+        """Stop the worker (it may be dead already, or in the middle of a part)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):  # a task still buffered for a dead worker
+                    stream.close()
+
+
+def parse_parallel(
+    handle: IO[bytes], name: str, workers: int, *, strict: bool, part_bytes: int = 0
+) -> Generator[Part, None, None]:
+    """The parts of an open file in order, parsed by ``workers`` processes (part ``i`` by
+    worker ``i % workers``, at most two parts ahead each, so memory stays bounded). If a
+    worker cannot start or dies, the parts not yet yielded are parsed here."""
+    stat = os.fstat(handle.fileno())
+    identity = (stat.st_dev, stat.st_ino)
+    bounds = part_bounds(handle, stat.st_size, part_bytes or PART_BYTES)
+    pool: list[_Worker] = []
+    sent = done = 0
+    try:
+        try:
+            for _ in range(workers):
+                pool.append(_Worker())
+        except OSError:  # no worker then: this process parses
+            for worker in pool:
+                worker.close()
+            pool = []
+        while done < len(bounds):
+            if pool:
+                try:
+                    while sent < len(bounds) and sent < done + 2 * len(pool):
+                        pool[sent % len(pool)].send(name, *bounds[sent], identity, strict)
+                        sent += 1
+                    part = pool[done % len(pool)].receive()
+                except (OSError, EOFError):
+                    for worker in pool:
+                        worker.close()
+                    pool = []
+                    continue
+            else:
+                part = parse_part(name, *bounds[done], identity, strict)
+            done += 1
+            yield part
+    finally:
+        for worker in pool:
+            worker.close()

@@ -202,6 +202,25 @@ TEMP_TABLES = (
 )
 
 
+#: Ingest's staging tables, in an attached in-memory database that is never part of the store: a
+#: part of a file parsed in a worker process arrives as one serialized database of these tables
+#: and goes into the store by SQL (no per-row Python in the writer). Untyped columns keep every
+#: value exactly as parsed; the store's columns apply their own affinity on the way in.
+STAGE = "_llmeval_stage"
+STAGE_TABLES = {
+    "resp": "response_id, session_id, user_id, variant, experiment, model, question, messages,"
+    " response, ts, metadata",
+    "ev": "response_id, type, ts, session_id, delay_s, metadata, event_id",
+    "fail": "failure_id, response_id, session_id, question, messages, response, reason, source,"
+    " ts, metadata",
+}
+
+
+def stage_tables(database: str) -> list[str]:
+    """The statements creating the staging tables in ``database`` (a schema name)."""
+    return [f"CREATE TABLE IF NOT EXISTS {database}.{t} ({c})" for t, c in STAGE_TABLES.items()]
+
+
 def _script(conn: sqlite3.Connection, script: str) -> None:
     for statement in script.split(";"):
         if statement.strip():

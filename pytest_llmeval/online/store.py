@@ -10,22 +10,31 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
-from operator import itemgetter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pytest_llmeval.online import metrics as _metrics
 from pytest_llmeval.online import schema
-from pytest_llmeval.online.ingest import LineReader
+from pytest_llmeval.online.ingest import (
+    Batch,
+    Part,
+    batches,
+    fill_stage,
+    parse_here,
+    parse_parallel,
+    worker_count,
+)
 from pytest_llmeval.online.metrics import UserCounts, check_metric
 from pytest_llmeval.online.recording import Recorder
-from pytest_llmeval.online.records import EventRow, FailureRow, ResponseRow, Row, parse_record
+from pytest_llmeval.online.records import Row, parse_record
 from pytest_llmeval.online.values import (
     DEFAULT_COMPLETION_EVENT,
     DEFAULT_DB_PATH,
     DEFAULT_MAX_DELAY_S,
     NO_GROUP,
     IngestReport,
+    LineError,
     MetricValue,
     RecordError,
     StoreError,
@@ -61,9 +70,32 @@ WHERE excluded.ts < responses.ts
    OR (responses.response IS NULL AND excluded.response IS NOT NULL)
    OR (responses.metadata IS NULL AND excluded.metadata IS NOT NULL)
 """
-_INSERT_FAILURE = "INSERT OR IGNORE INTO failures VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-_INSERT_EVENT = "INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?, ?)"
+# Rows go in from the staging tables, in the order they were read (a response's first value
+# stays); events in the order of their response ids (see ``ingest.batch_of``).
+_STAGED_RESPONSES = _UPSERT_RESPONSE.replace(
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    f"SELECT * FROM {schema.STAGE}.resp WHERE true ORDER BY rowid",
+)
+_STAGED_FAILURES = f"INSERT OR IGNORE INTO failures SELECT * FROM {schema.STAGE}.fail"
+_STAGED_EVENTS = f"INSERT OR IGNORE INTO events SELECT * FROM {schema.STAGE}.ev"
 _CHUNK = 20_000
+
+
+@dataclass
+class _Ingested:
+    """What one transaction of ingest did so far."""
+
+    lines: int = 0
+    rows: int = 0
+    responses: int = 0
+    events: int = 0
+    failures: int = 0
+    errors: list[LineError] = field(default_factory=list)
+
+    def added(self) -> tuple[int, int, int, int]:
+        """(responses, events, failures, duplicates) for :class:`IngestReport`."""
+        duplicates = self.rows - self.responses - self.events - self.failures
+        return (self.responses, self.events, self.failures, duplicates)
 
 
 class _Tx:
@@ -123,6 +155,9 @@ class EventStore(Recorder):
             self._conn.execute("PRAGMA temp_store = FILE")
             for statement in schema.TEMP_TABLES:
                 self._conn.execute(statement)
+            self._conn.execute(f"ATTACH ':memory:' AS {schema.STAGE}")
+            for statement in schema.stage_tables(schema.STAGE):
+                self._conn.execute(statement)
         except sqlite3.DatabaseError as exc:
             self._conn.close()
             raise StoreError(f"{self.path} is not a usable event store: {exc}") from None
@@ -180,73 +215,54 @@ class EventStore(Recorder):
     def _count(self, table: str) -> int:
         return int(self._conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
 
-    def _flush(
-        self, responses: list[ResponseRow], events: list[EventRow], failures: list[FailureRow]
-    ) -> tuple[int, int]:
-        """Insert buffered rows and keep the aggregates in step, in the open transaction;
-        returns (events, failures) added."""
+    def _apply(self, batch: Batch) -> tuple[int, int]:
+        """Insert a batch's rows through the staging tables and note what they touched, in
+        the open transaction; returns (events, failures) added."""
         conn = self._conn
-        added_events = added_failures = 0
-        if responses:
-            conn.executemany(_UPSERT_RESPONSE, responses)
-            self._touched.update(r[0] for r in responses)
-        if events:
-            # By response id (the key's first column), successive rows land on the same or the
-            # next page of the events key (sorting whole tuples costs three times as much)
-            events.sort(key=itemgetter(0))
-            added_events = conn.executemany(_INSERT_EVENT, events).rowcount
-            self._touched.update(map(itemgetter(0), events))
-            self._sessions.update(e[3] for e in events if not e[0])
-        if failures:
-            added_failures = conn.executemany(_INSERT_FAILURE, failures).rowcount
+        if batch.blob is not None:
+            getattr(conn, "deserialize")(batch.blob, name=schema.STAGE)  # noqa: B009 - 3.11+
+        else:
+            fill_stage(conn, schema.STAGE, batch)
+        conn.execute(_STAGED_RESPONSES)
+        added_events = conn.execute(_STAGED_EVENTS).rowcount
+        added_failures = conn.execute(_STAGED_FAILURES).rowcount
+        self._touched.update(batch.touched)
+        self._sessions.update(batch.sessions)
         return added_events, added_failures
 
     def _upkeep(self) -> None:
         """Recompute the aggregates of what this transaction touched (see :mod:`.schema`)."""
         touched, sessions = self._touched, self._sessions
-        touched.discard("")
         self._touched, self._sessions = set(), set()
         self._conn.executemany("INSERT INTO temp._rid VALUES (?)", ((t,) for t in touched))
         self._conn.executemany("INSERT INTO temp._sid VALUES (?)", ((s,) for s in sessions))
         for statement in schema.UPKEEP:
             self._conn.execute(statement)
 
-    def _ingest_rows(self, rows: Iterable[Row]) -> tuple[int, int, int, int]:
-        """Insert rows in the open transaction: (responses, events, failures, duplicates).
-
-        Parsing and inserting run in turn in this thread: a helper thread inserting while
-        this one parses cost more CPU and wall time than it saved (both hold the GIL for most
-        of their work; measured with ``benchmarks/bench_online.py``).
-        """
+    def _ingest_parts(self, parts: Iterable[Part], name: str, strict: bool) -> _Ingested:
+        """Insert the parts of one input in the open transaction, in order, then keep the
+        aggregates. Under ``strict`` nothing more is inserted after a bad line (the caller
+        rolls the transaction back), but every part is still read so every bad line is
+        reported with its line number in the whole input."""
+        self._touched, self._sessions = set(), set()
         before = self._count("responses")
-        added_events = added_failures = total = 0
-        responses: list[ResponseRow] = []
-        events: list[EventRow] = []
-        failures: list[FailureRow] = []
-        # Every kind counts towards a chunk: a file that starts with a million responses must
-        # not hold them all in memory before the first event arrives.
-        for kind, row in rows:
-            total += 1
-            if kind == "event":
-                events.append(row)  # type: ignore[arg-type]
-            elif kind == "response":
-                responses.append(row)  # type: ignore[arg-type]
-            else:
-                failures.append(row)  # type: ignore[arg-type]
-            if not total % _CHUNK:
-                e, f = self._flush(responses, events, failures)
-                added_events, added_failures = added_events + e, added_failures + f
-                responses, events, failures = [], [], []
-        e, f = self._flush(responses, events, failures)
-        added_events, added_failures = added_events + e, added_failures + f
+        done = _Ingested()
+        base = 0
+        for part in parts:
+            done.errors.extend(LineError(name, base + n, f, m) for n, f, m in part.errors)
+            base += part.raw_lines
+            done.lines += part.lines
+            if strict and done.errors:
+                continue
+            e, f = self._apply(part.batch)
+            done.events += e
+            done.failures += f
+            done.rows += part.batch.rows
+        if strict and done.errors:
+            return done
         self._upkeep()
-        n_responses = self._count("responses") - before
-        return (
-            n_responses,
-            added_events,
-            added_failures,
-            total - n_responses - added_events - added_failures,
-        )
+        done.responses = self._count("responses") - before
+        return done
 
     def record_batch(self, records: Iterable[Mapping[str, Any]]) -> IngestReport:
         """Record many ingest-format records in one transaction: all or nothing.
@@ -259,16 +275,23 @@ class EventStore(Recorder):
                 rows.append(parse_record({k: v for k, v in record.items() if v is not None}))
             except RecordError as exc:
                 raise RecordError(exc.field, f"record {i}: {exc.message}") from None
+        parts = (Part(batch, 0, 0, []) for batch in batches(rows, _CHUNK))
         with self._write():
-            r, e, f, d = self._ingest_rows(rows)
-        return IngestReport(0, len(rows), r, e, f, d)
+            done = self._ingest_parts(parts, "", strict=False)
+        return IngestReport(0, len(rows), *done.added())
 
-    def ingest_file(self, path: str | os.PathLike[str], *, strict: bool = False) -> IngestReport:
+    def ingest_file(
+        self, path: str | os.PathLike[str], *, strict: bool = False, workers: int | None = None
+    ) -> IngestReport:
         """Ingest one JSONL file in one transaction.
 
         Bad lines are reported as ``file:line: field 'x': why`` and skipped; with ``strict``
         any bad line rejects the whole file and nothing from it is stored. A failure midway
         (disk full, interrupt) rolls the whole file back. Re-ingesting a file adds nothing.
+
+        A big file (16 MiB or more) is parsed by ``workers`` processes (default: one per
+        CPU, at most 4; 0 parses in this process) while this one inserts; the rows, the
+        counts and the messages are the same either way.
         """
         name = os.fspath(path)
         try:
@@ -280,24 +303,34 @@ class EventStore(Recorder):
             pass
 
         with handle:
-            reader = LineReader(handle, name, strict=strict)
+            n = worker_count(os.fstat(handle.fileno()).st_size, workers)
+            if n:
+                parts = parse_parallel(handle, name, n, strict=strict)
+            else:
+                parts = parse_here(handle, name, strict=strict, size=_CHUNK)
             try:
                 with self._write():
-                    r, e, f, d = self._ingest_rows(reader)
-                    if strict and reader.errors:
+                    done = self._ingest_parts(parts, name, strict)
+                    if strict and done.errors:
                         raise _Rejected
             except _Rejected:
-                errors = tuple(reader.errors)
-                return IngestReport(1, reader.lines, errors=errors, rejected_files=(name,))
-        return IngestReport(1, reader.lines, r, e, f, d, tuple(reader.errors))
+                errors = tuple(done.errors)
+                return IngestReport(1, done.lines, errors=errors, rejected_files=(name,))
+            finally:
+                parts.close()
+        return IngestReport(1, done.lines, *done.added(), tuple(done.errors))
 
     def ingest_files(
-        self, paths: Iterable[str | os.PathLike[str]], *, strict: bool = False
+        self,
+        paths: Iterable[str | os.PathLike[str]],
+        *,
+        strict: bool = False,
+        workers: int | None = None,
     ) -> IngestReport:
-        """Ingest several files, each in its own transaction."""
+        """Ingest several files, each in its own transaction (see :meth:`ingest_file`)."""
         report = IngestReport()
         for path in paths:
-            report = report + self.ingest_file(path, strict=strict)
+            report = report + self.ingest_file(path, strict=strict, workers=workers)
         return report
 
     # -- reading ------------------------------------------------------------------------------

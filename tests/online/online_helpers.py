@@ -33,19 +33,29 @@ def ev(kind: str, rid: str | None, ts: float, **extra: Any) -> dict[str, Any]:
     return rec
 
 
-def _ingest_worker(db: str, path: str, start: Any) -> None:
+def _ingest_worker(db: str, path: str, start: Any, workers: int | None, part_bytes: int) -> None:
     start.wait()
+    if part_bytes:
+        from pytest_llmeval.online import ingest
+
+        ingest.PART_BYTES = part_bytes
     with EventStore(db) as store:
-        report = store.ingest_file(path)
+        report = store.ingest_file(path, workers=workers)
     assert not report.errors
 
 
-def ingest_at_once(db: str, files: Sequence[Path]) -> None:
-    """One writer process per file (spawned, released together), each ingesting into ``db``;
-    every one must finish cleanly."""
+def ingest_at_once(
+    db: str, files: Sequence[Path], *, workers: int | None = None, part_bytes: int = 0
+) -> None:
+    """One writer process per file (spawned, released together), each ingesting into ``db``
+    (``workers``: parse processes of each, ``part_bytes``: bytes per part they parse); every
+    one must finish cleanly."""
     ctx = multiprocessing.get_context("spawn")
     start = ctx.Event()
-    procs = [ctx.Process(target=_ingest_worker, args=(db, str(f), start)) for f in files]
+    procs = [
+        ctx.Process(target=_ingest_worker, args=(db, str(f), start, workers, part_bytes))
+        for f in files
+    ]
     for proc in procs:
         proc.start()
     start.set()

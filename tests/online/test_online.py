@@ -383,15 +383,15 @@ def test_a_failure_midway_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Mon
     s = EventStore(tmp_path / "db.sqlite3")
     monkeypatch.setattr(online_store, "_CHUNK", 3)
     calls = {"n": 0}
-    real_flush = EventStore._flush
+    real_apply = EventStore._apply
 
-    def flaky_flush(self: EventStore, *args: Any) -> tuple[int, int]:
+    def flaky_apply(self: EventStore, *args: Any) -> tuple[int, int]:
         calls["n"] += 1
         if calls["n"] == 3:
             raise sqlite3.OperationalError("disk I/O error (simulated)")
-        return real_flush(self, *args)
+        return real_apply(self, *args)
 
-    monkeypatch.setattr(EventStore, "_flush", flaky_flush)
+    monkeypatch.setattr(EventStore, "_apply", flaky_apply)
     with pytest.raises(sqlite3.OperationalError):
         s.ingest_file(path)
     assert calls["n"] == 3  # two chunks had been written inside the transaction
