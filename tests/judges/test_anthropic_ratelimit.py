@@ -23,7 +23,7 @@ from fake_anthropic import FakeAnthropic, fake_anthropic
 from pytest_llmeval.core.cases import Case
 from pytest_llmeval.core.verdict import Usage
 from pytest_llmeval.judges.anthropic import AnthropicJudge, RateLimiter, judge_from_options
-from pytest_llmeval.judges.anthropic.ratelimit import Ticket, parse_limits
+from pytest_llmeval.judges.anthropic.ratelimit import EXACT_SLACK, Ticket, parse_limits
 
 __all__ = ["fake_anthropic"]  # the fixture, re-exported so pytest sees it in this module
 
@@ -385,11 +385,12 @@ def run_against(
     *,
     latency: float = 0.2,
     trip: float = 0.01,
+    seed: int = 7,
 ) -> list[float]:
     """``requests`` requests from ``concurrency`` workers on the virtual clock; each arrives
     ``trip`` (varying, so arrivals reorder) after its start and is answered ``latency`` later.
     Returns the start times of the accepted requests."""
-    clock, rng = server.clock, random.Random(7)
+    clock, rng = server.clock, random.Random(seed)
     events: list[tuple[float, int, str, object]] = []  # (time, order, kind, payload)
     order = itertools.count()
     for _ in range(concurrency):
@@ -441,9 +442,13 @@ def test_the_learnt_limit_frees_slots_one_by_one(bucket: bool) -> None:
     first, second = sorted(starts)[:50], sorted(starts)[50:]
     # waiting for the reset (the budget fully replenished), the 51st waited for the 50th
     assert second[0] < first[-1] + 10.0
-    if not bucket:  # each of the second 50 in the slot of the one 50 before it
+    if not bucket:
+        # each of the second 50 in the slot of the one 50 before it as soon as the server
+        # frees it (its reset, 10 s after it arrived: up to 10 ms after it started, or after
+        # one started just before it), not after the learnt window's bound (10 s * 50/49,
+        # widened by the margin: 10.4 s)
         gaps = [b - a for a, b in zip(first, second, strict=True)]
-        assert gaps == pytest.approx([window * 1.02] * 50, abs=0.3)
+        assert all(10.0 < gap <= 10.0 + 2 * 0.01 + EXACT_SLACK for gap in gaps), gaps
 
 
 @pytest.mark.parametrize("bucket", [False, True], ids=["sliding-window", "token-bucket"])
@@ -455,6 +460,59 @@ def test_the_learnt_limit_holds_over_many_windows(bucket: bool) -> None:
     assert server.refused == []
     rate = len(starts) / (max(starts) + 3.0)
     assert 20 / 3.0 * 0.85 <= rate <= 20 / 3.0
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("bucket", [False, True], ids=["sliding-window", "token-bucket"])
+def test_exact_slots_hold_when_answers_and_arrivals_come_out_of_order(
+    bucket: bool, seed: int
+) -> None:
+    # trips varying as much as the latency: requests reach the server in another order than
+    # they started, answers come back in yet another
+    clock = Clock()
+    server = VirtualServer(clock, 12, 2.0, bucket=bucket)
+    limiter = limiter_on(clock)
+    starts = run_against(server, limiter, 300, 10, latency=0.05, trip=0.05, seed=seed)
+    assert server.refused == []
+    assert len(starts) == 300
+    rate = len(starts) / (max(starts) + 2.0)
+    assert 12 / 2.0 * 0.85 <= rate <= 12 / 2.0
+
+
+def test_an_exact_slot_is_the_reset_of_the_start_it_follows() -> None:
+    # 4 per 10 s, 4 starts a second apart; the first reached the server last, at 3.2, so its
+    # slot frees last: the fifth start takes it then, not at the budget's reset (13 s, the
+    # latest reset of the others) nor at the learnt window's bound (10 s * 4/3 after it)
+    clock = Clock()
+    limiter = limiter_on(clock, margin=0.0)
+    tickets = []
+    for at in (0.0, 1.0, 2.0, 3.0):
+        clock.now = at
+        tickets.append(start(limiter, clock))
+    clock.now = 3.5
+    for remaining, ticket in enumerate(reversed(tickets[1:]), start=1):
+        reset = ticket.started + 10.0  # a sliding window: 10 s after each arrived
+        limiter.observe(ticket, headers(clock, remaining, reset - clock.now, limit=4))
+    limiter.observe(tickets[0], headers(clock, 0, 13.2 - clock.now, limit=4))
+    assert limiter.server_window == pytest.approx((13.2 - 0.0) * 4 / 3)
+    assert start(limiter, clock).started == pytest.approx(13.2 + EXACT_SLACK)
+
+
+def test_a_refusal_for_requests_turns_exact_slots_off() -> None:
+    clock = Clock()
+    limiter = limiter_on(clock, margin=0.0)
+    tickets = [start(limiter, clock) for _ in range(4)]
+    clock.now = 0.2
+    for ticket in tickets:  # their slots free at 5 s, says the server: its clock is behind
+        limiter.observe(ticket, headers(clock, 0, 4.8, limit=4))
+    clock.now = 5.0
+    fifth = start(limiter, clock)
+    assert fifth.started == pytest.approx(5.0 + EXACT_SLACK)
+    limiter.refused(fifth, 0.5, headers(clock, 0, 5.0, limit=4))
+    clock.now = 6.0
+    # exact slots would let the next one start at once; the learnt window (widened by the
+    # refusal to the 7 s the 4 starts before it spanned, at least) paces it instead
+    assert start(limiter, clock).started == pytest.approx(7.0)
 
 
 def test_the_learnt_window_needs_an_answer_that_found_the_budget_nearly_used_up() -> None:

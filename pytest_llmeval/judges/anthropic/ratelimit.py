@@ -30,6 +30,16 @@ Three things decide when a request may start (:meth:`RateLimiter.poll`):
    process can have sent (others use the key), only the budget paces until its reset. A
    refusal the learnt window let through (a clock that disagrees with the server's) widens
    it: the L previous starts were all still counted, so W is longer than they span.
+   **Exact slots.** Better than the bound, an answer's ``reset`` says when the server frees
+   the slot of that very request: a sliding window frees it W after the request arrived,
+   which is when the window would be empty again (the request was the newest it counted);
+   a token bucket would be full again then, so after the L - 1 requests that followed it at
+   most, at least one token is back. So a start waits for the latest ``reset`` of the start
+   L before it and of every start before that one (a request may reach the server after
+   later ones), once all of them are answered (the bound covers the time before), plus
+   ``EXACT_SLACK``: then only the L - 1 starts after that one can have reached the server
+   since. A refusal for requests turns exact slots off: the server's clock is not the one
+   its resets were read with.
 4. **Refusals**: a 429 pauses every start until its ``retry-after`` (exponential backoff when it
    has none, doubling on consecutive refusals); the first accepted answer ends the backoff. The
    judge's own retry of the refused request waits the same time: the safety net. The SDK's
@@ -142,6 +152,9 @@ KEPT_STARTS = 4096
 MAX_KEPT_STARTS = 100_000
 TIGHT = 0.1
 """An answer bounds the window tightly when at most this part of the limit remained."""
+EXACT_SLACK = 0.01
+"""Seconds after a slot's ``reset`` before a start takes it: a request reaching the server a
+little late or a server clock a few milliseconds behind never makes that start too early."""
 
 
 class RateLimiter:
@@ -207,6 +220,12 @@ class RateLimiter:
         self._window_above = math.inf  # the smallest upper bound on its window (answers)
         self._window_below = 0.0  # the largest lower bound (refusals despite the window)
         self._shared_until = -math.inf  # others use the key: the learnt window is off till then
+        # exact slots: when the server frees the slot of each answered start (by ticket seq);
+        # ``_freed_max`` is the latest of them for every start up to ``_folded``
+        self._frees: dict[int, float] = {}
+        self._folded = 0
+        self._freed_max = -math.inf
+        self._exact = True  # off after a refusal for requests
         self.refusals_seen = 0
 
     @classmethod
@@ -267,14 +286,50 @@ class RateLimiter:
         return wait
 
     def _learnt_slot(self, now: float) -> float | None:
-        """Seconds until the learnt window has a free slot (``None``: nothing learnt)."""
+        """Seconds until the server's request limit has a free slot for this process, from its
+        exact slots or its learnt window (``None``: nothing learnt)."""
+        limit = self.server_limit
+        if limit is None or self._shared_until > now:
+            return None
         window = self._learnt_window()
-        if window is None or self.server_limit is None:
+        count = math.floor(limit * self.share)
+        if count < 1:
+            return None if window is None else math.inf
+        if len(self._starts) < count:
+            return None if window is None else 0.0
+        waits = []
+        if window is not None:
+            waits.append(self._starts[-count] + window * (1.0 + self.margin) - now)
+        freed = self._exact_slot(self._seq - count + 1)
+        if freed is not None:
+            waits.append(freed + EXACT_SLACK - now)
+        return min(waits) if waits else None
+
+    def _exact_slot(self, seq: int) -> float | None:
+        """When the server frees the slot of start ``seq``: the latest ``reset`` of it and of
+        every start before it (``None``: one of them is still in flight, or exact slots are
+        off)."""
+        if not self._exact or seq < 1:
             return None
-        if self._shared_until > now:
-            return None
-        count = math.floor(self.server_limit * self.share)
-        return self._slot(count, window * (1.0 + self.margin), now)
+        if self._in_flight and min(self._in_flight) <= seq:
+            return None  # it may still reach the server after all the answered ones
+        self._fold(seq)
+        return self._freed_max if math.isfinite(self._freed_max) else None
+
+    def _fold(self, seq: int) -> None:
+        while self._folded < seq:
+            self._folded += 1
+            freed = self._frees.pop(self._folded, None)
+            if freed is not None:
+                self._freed_max = max(self._freed_max, freed)
+
+    def _note_freed(self, seq: int, freed: float) -> None:
+        if seq <= self._folded:
+            self._freed_max = max(self._freed_max, freed)
+            return
+        self._frees[seq] = freed
+        if len(self._frees) > 2 * self._keep:  # never asked for (the key is shared): fold
+            self._fold(self._seq - self._keep)
 
     def _allowance(self, dimension: str, budget: _Budget) -> float:
         """Starts the budget still allows. The answer that reported the lowest ``remaining``
@@ -356,6 +411,8 @@ class RateLimiter:
         """A refusal for want of requests while the learnt window had room: the server still
         counted the L starts before ``ticket``, so its window is longer than they span."""
         window, limit = self._learnt_window(), self.server_limit
+        if limit is not None and _number(headers.get(HEADER_PREFIX + "requests-remaining")) == 0:
+            self._exact = False  # the server's resets are not to be taken at their word
         if window is None or limit is None:
             return
         if _number(headers.get(HEADER_PREFIX + "requests-remaining")) != 0:
@@ -392,6 +449,8 @@ class RateLimiter:
             self._window_above, self._window_below = math.inf, 0.0
             wanted = max(self.capacity, KEPT_STARTS, math.floor(limit.limit * self.share))
             self._keep = min(MAX_KEPT_STARTS, wanted)
+        # this request's slot is free again at the reset (sliding window or token bucket)
+        self._note_freed(answered.seq, now + min(limit.reset, self.max_pause))
         used = min(limit.limit, limit.limit - limit.remaining)
         if used <= 0:
             return
