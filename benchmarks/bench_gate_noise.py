@@ -18,8 +18,10 @@ fewer recorded runs than ``min_history`` (3) would be decided by the thin-histor
 (``_classify_thin``); with the baseline counted as the first history run no case here has fewer
 than 3, and the benchmark counts such decisions to show it.
 
-Usage: ``python benchmarks/bench_gate_noise.py`` (about 8 minutes on one busy core);
-``--quick`` for a smoke run. The last line gives the headline figures.
+Usage: ``python benchmarks/bench_gate_noise.py`` (about 8 minutes on one busy core when the grid
+prior's EM ran on numpy; since it is plain Python, so that a gate run imports no numpy, each
+context costs several times more: ``--quick`` went from 15 s to 96 s, expect the full run to
+take about 6 times as long); ``--quick`` for a smoke run. The last line gives the headline figures.
 """
 
 from __future__ import annotations
