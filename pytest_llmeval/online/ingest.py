@@ -123,6 +123,7 @@ class LineReader:
     def __iter__(self) -> Iterator[Row]:
         fast, long_digits = _FAST_DECODE, _LONG_DIGITS
         not_events, max_ts, strict = _NOT_EVENTS, _MAX_TS, self.strict
+        response_types = RESPONSE_RECORD_TYPES
         lineno = 0
         for lineno, raw in enumerate(self.handle, start=1):
             if lineno == 1 and self.bom and raw.startswith(_BOM):
@@ -137,8 +138,8 @@ class LineReader:
                     obj = fast(raw)
                 except ValueError:
                     obj = None
-                # The common event, validated inline: exactly what parse_record returns for it
-                # (no metadata, so no question of long integers either).
+                # The common event and response, validated inline: exactly what parse_record
+                # returns for them (no metadata, so no question of long integers either).
                 if type(obj) is dict:
                     get = obj.get
                     t, ts, rid = get("type"), get("timestamp"), get("response_id")
@@ -168,6 +169,39 @@ class LineReader:
                                 ),
                             )
                         continue
+                    # The common response: plain strings, no conversation and no metadata.
+                    if (
+                        type(t) is str
+                        and t in response_types
+                        and type(ts) is float
+                        and -max_ts < ts < max_ts
+                        and type(rid) is str
+                        and rid
+                        and get("metadata") is None
+                        and get("messages") is None
+                    ):
+                        q, text = get("question"), get("response")
+                        uid, var, exp, mod = (
+                            get("user_id"),
+                            get("variant"),
+                            get("experiment"),
+                            get("model"),
+                        )
+                        if (
+                            (sid is None or (type(sid) is str and sid))
+                            and (uid is None or (type(uid) is str and uid))
+                            and (var is None or (type(var) is str and var))
+                            and (exp is None or (type(exp) is str and exp))
+                            and (mod is None or (type(mod) is str and mod))
+                            and (q is None or type(q) is str)
+                            and (text is None or type(text) is str)
+                        ):
+                            if not (strict and self.errors):
+                                yield (
+                                    "response",
+                                    (rid, sid, uid, var, exp, mod, q, None, text, ts, None),
+                                )
+                            continue
                 try:
                     row = _record(obj, b"") if obj is not None else None
                 except ValueError:
