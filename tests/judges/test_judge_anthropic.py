@@ -596,6 +596,92 @@ def test_building_a_judge_imports_no_sdk() -> None:
     assert done.stdout.strip() == "AnthropicJudge []"
 
 
+SDK_IMPORT = """
+import gc, sys
+from pytest_llmeval.judges.anthropic.client import import_sdk
+
+started = []
+gc.callbacks.append(lambda phase, info: started.append(1) if phase == "start" else None)
+if sys.argv[1] == "off":
+    gc.disable()
+if sys.argv[1] == "imported":
+    import anthropic
+    started.clear()
+frozen = gc.get_freeze_count()
+sdk = import_sdk()
+print(len(started), gc.isenabled(), gc.get_freeze_count() - frozen, sdk is sys.modules["anthropic"])
+"""
+
+
+@pytest.mark.parametrize(
+    ("before", "collections", "enabled", "frozen"),
+    [("on", 0, True, True), ("off", 0, False, True), ("imported", 0, True, False)],
+)
+def test_the_sdk_import_pauses_the_collector_and_freezes_what_it_made(
+    before: str, collections: int, enabled: bool, frozen: bool
+) -> None:
+    # A plain `import anthropic` runs dozens of collections over the growing heap; import_sdk
+    # runs none, leaves the collector as it found it and moves the SDK's objects out of its
+    # sight. An SDK the process had imported already is left alone.
+    done = subprocess.run(
+        [sys.executable, "-c", SDK_IMPORT, before], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    count, is_enabled, newly_frozen, same = done.stdout.split()
+    assert (int(count), is_enabled, int(newly_frozen) > 10_000, same) == (
+        collections,
+        str(enabled),
+        frozen,
+        "True",
+    )
+    plain = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            SDK_IMPORT.replace("sdk = import_sdk()", "import anthropic as sdk"),
+            "on",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert int(plain.stdout.split()[0]) > 10  # what the pause saves
+
+
+WARM_UP = """
+import asyncio, sys
+from pytest_llmeval.core.cases import Case
+from pytest_llmeval.judges.anthropic import AnthropicJudge
+
+judge = AnthropicJudge()
+judge.warm_up()
+judge.warm_up()  # twice: nothing more
+print("ready", "anthropic" in sys.modules, "jsonschema" in sys.modules, flush=True)
+sys.stdin.readline()  # the test looks at the server meanwhile
+case = Case(id="c", question="How long?", ground_truth="30 days")
+print("verdict", asyncio.run(judge.ascore(case, "30 days [[score=0.9]]")).score)
+"""
+
+
+def test_warming_up_imports_the_sdk_and_sends_nothing(fake_anthropic: FakeAnthropic) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WARM_UP],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdin is not None
+    ready = proc.stdout.readline().split()
+    assert ready == ["ready", "True", "True"], proc.stderr.read() if proc.stderr else ""
+    assert fake_anthropic.requests == []
+    out, err = proc.communicate("\n", timeout=60)
+    assert proc.returncode == 0, err
+    assert out.split() == ["verdict", "0.9"]
+    assert len(fake_anthropic.message_requests()) == 1
+    assert SENTINEL_KEY not in out + err
+
+
 def test_missing_credentials_is_a_judge_error(
     fake_anthropic: FakeAnthropic, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -5,19 +5,24 @@ for one call with its retries, :meth:`ClaudeClient._asking` for "until the answe
 They yield what to do next (sleep this long, build the client, send this request) and are
 sent the result; :func:`run_sync` drives them with ``time.sleep`` and the ``Anthropic``
 client, :func:`run_async` with ``asyncio.sleep`` and an ``AsyncAnthropic`` client per event
-loop. Neither the SDK client nor ``anthropic`` itself exists until the first request.
+loop. Neither the SDK client nor ``anthropic`` itself exists until the first request, or until
+:meth:`ClaudeClient.warm_up` (the plugin calls it in a background thread once a judgement is
+certain, so the import overlaps with what the run does meanwhile).
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
+import sys
 import threading
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, TypeVar
 
 from pytest_llmeval.core.verdict import JudgeIdentity, Usage
 from pytest_llmeval.judges import prompts
@@ -27,7 +32,7 @@ from pytest_llmeval.judges.anthropic.errors import (
     RetryEvent,
     classify,
 )
-from pytest_llmeval.judges.anthropic.output import InvalidOutput, usage_of
+from pytest_llmeval.judges.anthropic.output import InvalidOutput, prepare_validator, usage_of
 from pytest_llmeval.judges.anthropic.prices import (
     DEFAULT_PRICES,
     ModelPrice,
@@ -76,6 +81,40 @@ class _Answer:
 _PREPARE = _Prepare()
 Step: TypeAlias = float | _Prepare | _Create | _Custom
 Steps = Generator[Step, Any, T]
+
+
+_SDK_IMPORT = threading.Lock()
+
+
+def import_sdk() -> ModuleType:
+    """``import anthropic``, paying as little as possible for the garbage collector.
+
+    The SDK loads some 3,000 modules of pydantic models: 190,000 objects for the collector to
+    track, which live until the process exits. While they load, the cyclic collector would
+    walk the growing heap again and again (a quarter of the import's CPU time); afterwards
+    every full collection would walk them all again, for nothing: the ones during the run,
+    the one pytest makes at its end and the interpreter's at exit (together about a second of
+    CPU in a run of 100 judgements). So when this call is the one that imports the SDK, it
+    does so with the collector paused (its previous state restored), then moves every object
+    alive at that moment to the permanent generation (``gc.freeze()``): objects made later
+    are collected as usual; one of the frozen that turns into cyclic garbage later stays in
+    memory until exit. An SDK the process had already imported is left as it was.
+    """
+    with _SDK_IMPORT:
+        if "anthropic" in sys.modules:
+            import anthropic
+
+            return anthropic
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            import anthropic
+
+            gc.freeze()
+        finally:
+            if enabled:
+                gc.enable()
+        return anthropic
 
 
 def run_sync(steps: Steps[T], client: Callable[[], Anthropic]) -> T:
@@ -133,6 +172,8 @@ class ClaudeClient:
     #: Judges that call a remote API (the plugin's offline mode refuses them).
     network = True
     _name = "anthropic"
+    #: The JSON schema its answers are validated against (the validator is built by warm_up).
+    _answer_schema: ClassVar[dict[str, Any]] = prompts.VERDICT_SCHEMA
 
     def __init__(
         self,
@@ -182,6 +223,8 @@ class ClaudeClient:
         self._sync_client: Anthropic | None = None
         self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncAnthropic]
         self._async_clients = weakref.WeakKeyDictionary()
+        self._spare_async: AsyncAnthropic | None = None  # built by warm_up, for the first loop
+        self._warm = False
         self._standard = Usage()
         self._batch = Usage()
 
@@ -198,30 +241,60 @@ class ClaudeClient:
             f"max_retries={self.max_retries}, max_retry_wait={self.max_retry_wait:g}{limit})"
         )
 
-    # -- clients: built on the first request, never before ----------------------------------
+    # -- clients: built on the first request (or by warm_up), never before ------------------
+
+    def warm_up(self) -> None:
+        """Get ready for the first request: import the SDK, build the async client the first
+        event loop will use, and the validator of the answers. Nothing is sent.
+
+        The plugin calls this in a background thread as soon as a judgement is certain (a
+        cache miss is coming), so the second or so of ``import anthropic`` overlaps with
+        collection and the SUT's first calls instead of delaying the first request. Safe from
+        any thread, any number of times; a problem here (no SDK, say) is left for the first
+        request to report.
+        """
+        if self._warm:
+            return
+        sdk = import_sdk()
+        with self._lock:
+            if self._spare_async is None and not self._async_clients:
+                self._spare_async = sdk.AsyncAnthropic(
+                    base_url=self.base_url, timeout=self.timeout, max_retries=0
+                )
+        # the first answer is read while the next requests wait on it: do that work now
+        prepare_validator(self._answer_schema)
+        self._warm = True
 
     def _client(self) -> Anthropic:
         with self._lock:
+            client = self._sync_client
+        if client is not None:
+            return client
+        sdk = import_sdk()  # outside the lock: it may wait for a warm-up's import
+        with self._lock:
             if self._sync_client is None:
-                import anthropic
-
-                self._sync_client = anthropic.Anthropic(
+                self._sync_client = sdk.Anthropic(
                     base_url=self.base_url, timeout=self.timeout, max_retries=0
                 )
             return self._sync_client
 
     def _aclient(self) -> AsyncAnthropic:
         # An httpx async client is bound to the event loop that first used it, so keep one
-        # client per running loop.
+        # client per running loop (the one warm_up built goes to the first loop that asks).
         loop = asyncio.get_running_loop()
         with self._lock:
             client = self._async_clients.get(loop)
+        if client is not None:
+            return client
+        sdk = import_sdk()
+        with self._lock:
+            client = self._async_clients.get(loop)
             if client is None:
-                import anthropic
-
-                client = anthropic.AsyncAnthropic(
-                    base_url=self.base_url, timeout=self.timeout, max_retries=0
-                )
+                client, self._spare_async = self._spare_async, None
+                if client is None:
+                    client = sdk.AsyncAnthropic(
+                        base_url=self.base_url, timeout=self.timeout, max_retries=0
+                    )
                 self._async_clients[loop] = client
             return client
 
@@ -229,6 +302,7 @@ class ClaudeClient:
         """Close the synchronous HTTP client (the judge stays usable; it reconnects)."""
         with self._lock:
             client, self._sync_client = self._sync_client, None
+            self._spare_async = None  # never used: it holds no connection
         if client is not None:
             client.close()
 

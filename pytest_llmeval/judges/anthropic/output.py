@@ -33,13 +33,22 @@ def usage_of(message: Any) -> Usage:
 _VALIDATORS: dict[int, Any] = {}
 
 
+def prepare_validator(schema: dict[str, Any]) -> Any:
+    """The (cached) ``jsonschema`` validator of ``schema``; importing and building it takes a
+    tenth of a second, so :meth:`ClaudeClient.warm_up` does it before the first answer."""
+    validator = _VALIDATORS.get(id(schema))
+    if validator is None:
+        import jsonschema
+
+        validator = jsonschema.Draft202012Validator(schema)
+        _VALIDATORS[id(schema)] = validator
+    return validator
+
+
 def _validate(data: Any, schema: dict[str, Any]) -> None:
     import jsonschema
 
-    validator = _VALIDATORS.get(id(schema))
-    if validator is None:
-        validator = jsonschema.Draft202012Validator(schema)
-        _VALIDATORS[id(schema)] = validator
+    validator = prepare_validator(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(data))
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "verdict"

@@ -22,6 +22,7 @@ class AnthropicPairwiseJudge(ClaudeClient):
     """
 
     _name = "anthropic-pairwise"
+    _answer_schema = prompts.PAIRWISE_SCHEMA
 
     def request_params(self, question: str, first: str, second: str) -> dict[str, Any]:
         """The ``messages.create`` arguments presenting ``first`` then ``second``."""
