@@ -6,7 +6,9 @@ no judge, no SDK import, no state read.
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ from pytest_llmeval.engine.finish import RunSettings
 from pytest_llmeval.engine.runner import Evaluator, EvaluatorConfig
 from pytest_llmeval.engine.store import load_baseline_with_sha256, load_history
 from pytest_llmeval.errors import ConfigError, StateFileError
-from pytest_llmeval.judges import import_object, load_judge
+from pytest_llmeval.judges import import_object, is_network_judge, load_judge
 from pytest_llmeval.judges.base import Judge
 from pytest_llmeval.plugin.options import Settings
 
@@ -56,6 +58,7 @@ class RunResources:
         self._history: list[dict[str, Any]] = []
         self._baseline_sha256: str | None = None
         self._judge: Judge | None = None
+        self._warm_up_decided = False
         self._cache: JudgeCache | None = None
         self._evaluator: Evaluator | None = None
         self._suts_imported = False
@@ -103,6 +106,34 @@ class RunResources:
             except (ValueError, ConfigError) as exc:
                 raise pytest.UsageError(str(exc)) from None
         return self._judge
+
+    def warm_up_judge(self) -> None:
+        """Cases were collected: when no cache can answer them (caching off, or no cache file
+        yet), a judgement is certain, so a judge with ``warm_up()`` (the Claude judge: its SDK
+        import, a second or more) gets ready in the background from now on, while collection
+        and the run's start go on. With a cache file, the scheduler decides per case, from
+        what the cache holds (a cached rerun never imports the SDK). Decided once per run."""
+        if self._warm_up_decided:
+            return
+        self._warm_up_decided = True
+        s = self.settings
+        if s.offline or self.config.option.collectonly:
+            return
+        if not s.no_cache and s.cache_path.exists():
+            return
+        try:
+            judge = self.judge
+        except pytest.UsageError:
+            return  # reported where the judge is first needed, as usual
+        warm = getattr(judge, "warm_up", None)
+        if not callable(warm) or not is_network_judge(judge):
+            return
+
+        def run() -> None:
+            with contextlib.suppress(Exception):  # the first request reports any real problem
+                warm()
+
+        threading.Thread(target=run, name="llmeval-judge-warm-up", daemon=True).start()
 
     def judge_options(self) -> dict[str, Any]:
         s = self.settings

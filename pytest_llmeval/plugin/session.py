@@ -99,6 +99,8 @@ class LLMEvalRun:
         self.ledger.unscoreable.update(
             f"{rel}::{c.id}" for c in cases if c.ground_truth is None and not c.checks
         )
+        if cases:
+            self.resources.warm_up_judge()
 
     def evaluate(self, item: CaseItem) -> tuple[Evaluation, Evaluation | None]:
         return self.scheduler.evaluate(item)

@@ -529,6 +529,48 @@ def test_key_is_never_written_or_printed(claude: Claude) -> None:
     assert all("[redacted]" in c["error"] for c in report["cases"])
 
 
+# -- getting the judge ready ---------------------------------------------------------------------
+
+SDK_AT_COLLECTION_END = """
+
+def pytest_collection_finish(session):
+    import sys, threading
+
+    # before any case runs: the SDK imported already, or its warm-up under way
+    warming = any(t.name == "llmeval-judge-warm-up" for t in threading.enumerate())
+    print(f"sdk on its way before the first case: {'anthropic' in sys.modules or warming}")
+
+
+def pytest_unconfigure(config):
+    import sys
+
+    print(f"sdk imported at the end: {'anthropic' in sys.modules}")
+"""
+
+
+def test_the_sdk_is_imported_during_collection_only_when_a_judgement_is_certain(
+    claude: Claude,
+) -> None:
+    claude.setup({f"c{i}": good(f"c{i}") for i in range(3)})
+    claude.project.conftest(SDK_AT_COLLECTION_END)
+
+    def sdk(*args: str) -> tuple[str, str]:
+        result = claude.run_subprocess("-s", *args)
+        before = re.search(r"sdk on its way before the first case: (\w+)", result.stdout.str())
+        end = re.search(r"sdk imported at the end: (\w+)", result.stdout.str())
+        assert before is not None and end is not None, result.stdout.str()
+        return before.group(1), end.group(1)
+
+    assert sdk("--collect-only") == ("False", "False")
+    assert not (claude.path / ".llmeval" / "cache.sqlite3").exists()
+    assert sdk() == ("True", "True")  # no cache file yet: every case is judged
+    assert len(claude.fake.message_requests()) == 3
+    assert sdk() == ("False", "False")  # the cache answers them all
+    assert sdk("--llmeval-offline", "--llmeval-no-cache") == ("False", "False")  # errors
+    assert sdk("--llmeval-no-cache") == ("True", "True")
+    assert len(claude.fake.message_requests()) == 6
+
+
 # -- pytest's own controls ------------------------------------------------------------------------
 
 
