@@ -418,13 +418,11 @@ class _Worker:
         import subprocess
         import sys
 
-        # the folder holding the pytest_llmeval package, whatever sys.path found it through
-        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, (root, env.get("PYTHONPATH"))))
-        code = "from pytest_llmeval.online.ingest import serve; serve()"
+        # The worker imports what this process imports: the same sys.path, in the same order.
+        code = f"import sys; sys.path[:] = {sys.path!r}; "
+        code += "from pytest_llmeval.online.ingest import serve; serve()"
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
+            [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE
         )
 
     def send(self, *args: Any) -> None:
