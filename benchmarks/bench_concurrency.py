@@ -43,7 +43,6 @@ import contextlib
 import json
 import os
 import re
-import signal
 import statistics
 import subprocess
 import sys
@@ -54,8 +53,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-FAKE_SERVER = ROOT / "tests" / "fake_anthropic.py"
+# the script's folder is on sys.path
+from fake_server import FakeServer
+from fake_server import fake_server as shared_fake_server
+
 BENCH_KEY = "sk-ant-bench-not-a-real-key-0000000000"
 TARGET_RATIO = 1.5
 TARGET_THROUGHPUT = 0.85
@@ -88,62 +89,15 @@ class Run:
     first_request: float | None = None  # seconds from process start to the first judge request
 
 
-# Runs tests/fake_anthropic.py as a script with a larger listen backlog. socketserver's default
-# (request_queue_size = 5) drops the SYNs of a burst of 16 new connections, and the client then
-# retransmits after 1 s: a stall of the fake server, not of the plugin (a real API endpoint
-# accepts bursts). --listen-backlog 5 reproduces the fake's own default.
-SERVER_BOOT = """\
-import importlib.util, socketserver, sys
-socketserver.TCPServer.request_queue_size = int(sys.argv[1])
-spec = importlib.util.spec_from_file_location("fake_anthropic_bench", sys.argv[2])
-fake = sys.modules["fake_anthropic_bench"] = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(fake)
-stop = fake.FakeAnthropic.stop
-
-
-def stop_and_tell(self):
-    arrivals = [r.time for r in self.requests if r.path == "/v1/messages"]
-    if arrivals:  # time.monotonic() of this machine: comparable with the benchmark's own
-        print(f"first message request at monotonic {min(arrivals):.6f}", file=sys.stderr)
-    stop(self)
-
-
-fake.FakeAnthropic.stop = stop_and_tell
-sys.exit(fake.main(sys.argv[3:]))
-"""
 LISTEN_BACKLOG = [128]
 PYCACHE = [str(Path(tempfile.gettempdir()) / "llmeval-bench-pycache")]
 
 
 @contextlib.contextmanager
-def fake_server(*args: str) -> Iterator[tuple[str, list[str]]]:
-    """The standalone fake server in a subprocess: yields its URL and, after it stops, its
-    request summary (one line, appended to the list)."""
-    boot = [sys.executable, "-c", SERVER_BOOT, str(LISTEN_BACKLOG[0])]
-    proc = subprocess.Popen(
-        [*boot, str(FAKE_SERVER), "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    summary: list[str] = []
-    try:
-        assert proc.stdout is not None
-        url = proc.stdout.readline().strip()
-        if not url.startswith("http://127.0.0.1:"):
-            raise RuntimeError(f"the fake server did not start: {url!r}")
-        yield url, summary
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            _, err = proc.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            _, err = proc.communicate()
-        lines = err.strip().splitlines()
-        first = [ln for ln in lines if ln.startswith("first message request at monotonic ")]
-        summary.append(lines[-1] if lines else "")
-        summary.append(first[0].rsplit(" ", 1)[1] if first else "")
+def fake_server(*args: str) -> Iterator[FakeServer]:
+    """The standalone fake server (``benchmarks/fake_server.py``) with ``--listen-backlog``."""
+    with shared_fake_server(*args, backlog=LISTEN_BACKLOG[0]) as server:
+        yield server
 
 
 def write_project(root: Path, cases: int, sut_latency: float, extra_ini: str = "") -> Path:
@@ -216,13 +170,13 @@ def import_cost(repeat: int = 3) -> float:
 
 def run_pytest(project: Path, server_args: list[str], *args: str) -> Run:
     report = project / "report.json"
-    with fake_server(*server_args) as (url, server):
+    with fake_server(*server_args) as server:
         t0 = time.perf_counter()
         started = time.monotonic()
         proc = subprocess.run(
             pytest_cmd("--llmeval-no-cache", "--llmeval-report", str(report), *args),
             cwd=project,
-            env=environment(url),
+            env=environment(server.url),
             capture_output=True,
             text=True,
         )
@@ -232,8 +186,8 @@ def run_pytest(project: Path, server_args: list[str], *args: str) -> Run:
         raise RuntimeError(f"pytest wrote no report (exit {proc.returncode}): {tail}")
     summary = json.loads(report.read_text(encoding="utf-8"))["summary"]
     report.unlink()
-    first = float(server[1]) - started if len(server) > 1 and server[1] else None
-    return Run(wall, summary, server[0] if server else "", tail, first)
+    first = server.first_request
+    return Run(wall, summary, server.summary, tail, None if first is None else first - started)
 
 
 HAND_WRITTEN = """\
@@ -292,13 +246,13 @@ def write_hand_written(root: Path, cases: int, sut_latency: float, concurrency: 
 
 def run_hand_written(project: Path, server_args: list[str], cases: int) -> Run:
     """The hand-written thread-pool file, as plain pytest (the plugin off)."""
-    with fake_server(*server_args) as (url, server):
+    with fake_server(*server_args) as server:
         t0 = time.perf_counter()
         started = time.monotonic()
         proc = subprocess.run(
             pytest_cmd("-p", "no:pytest_llmeval"),
             cwd=project,
-            env=environment(url),
+            env=environment(server.url),
             capture_output=True,
             text=True,
         )
@@ -306,8 +260,8 @@ def run_hand_written(project: Path, server_args: list[str], cases: int) -> Run:
     tail = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr
     if proc.returncode != 0 or f"{cases} passed" not in tail:
         raise RuntimeError(f"the hand-written file failed (exit {proc.returncode}): {tail}")
-    first = float(server[1]) - started if len(server) > 1 and server[1] else None
-    return Run(wall, {}, server[0] if server else "", tail, first)
+    first = server.first_request
+    return Run(wall, {}, server.summary, tail, None if first is None else first - started)
 
 
 def request_span(server_line: str) -> float | None:

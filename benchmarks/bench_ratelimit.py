@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -38,32 +37,11 @@ from pathlib import Path
 from typing import Any
 
 # the script's folder is on sys.path
-from bench_concurrency import FAKE_SERVER, environment, pytest_cmd, write_project
+from bench_concurrency import environment, pytest_cmd, write_project
+from fake_server import fake_server
 
 TARGET_RATIO_60 = 1.2
 TARGET_WALL_10 = 13.1
-
-
-# The standalone fake server (larger listen backlog, as bench_concurrency's), writing the
-# arrival time and status of every /v1/messages request to a file when it stops.
-SERVER_BOOT = """\
-import importlib.util, json, socketserver, sys
-socketserver.TCPServer.request_queue_size = 128
-spec = importlib.util.spec_from_file_location("fake_anthropic_bench", sys.argv[1])
-fake = sys.modules["fake_anthropic_bench"] = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(fake)
-stop = fake.FakeAnthropic.stop
-
-
-def stop_and_record(self):
-    with open(sys.argv[2], "w", encoding="utf-8") as out:
-        json.dump([[r.time, r.status] for r in self.message_requests()], out)
-    stop(self)
-
-
-fake.FakeAnthropic.stop = stop_and_record
-sys.exit(fake.main(sys.argv[3:]))
-"""
 
 
 @dataclass(frozen=True)
@@ -85,39 +63,23 @@ class Run:
 
 
 def run_pytest(project: Path, server_args: list[str], *args: str) -> Run:
-    report, record = project / "report.json", project / "arrivals.json"
-    server_args = ["--port", "0", *server_args]
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SERVER_BOOT, str(FAKE_SERVER), str(record), *server_args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        url = proc.stdout.readline().strip()
-        if not url.startswith("http://127.0.0.1:"):
-            raise RuntimeError(f"the fake server did not start: {url!r}")
+    report = project / "report.json"
+    with fake_server(*server_args) as server:
         t0 = time.perf_counter()
         done = subprocess.run(
             pytest_cmd("--llmeval-no-cache", "--llmeval-report", str(report), *args),
             cwd=project,
-            env=environment(url),
+            env=environment(server.url),
             capture_output=True,
             text=True,
         )
         wall = time.perf_counter() - t0
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=15)
     if not report.exists():
         raise RuntimeError(f"pytest wrote no report (exit {done.returncode}): {done.stdout[-500:]}")
     summary = json.loads(report.read_text(encoding="utf-8"))["summary"]
     report.unlink()
-    raw = json.loads(record.read_text(encoding="utf-8"))
-    record.unlink()
-    first = raw[0][0] if raw else 0.0
-    return Run(wall, summary, [(t - first, int(status)) for t, status in raw])
+    first = server.first_request or 0.0
+    return Run(wall, summary, [(t - first, status) for t, status in server.arrivals])
 
 
 def one(project: Path, server: list[str], concurrency: int, label: str, cases: int) -> Run:

@@ -31,22 +31,21 @@ The last line holds every scenario's median ratios (targets, issue #13: local an
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import re
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-FAKE_SERVER = ROOT / "tests" / "fake_anthropic.py"
+# the script's folder is on sys.path
+from fake_server import fake_server
+
 BENCH_KEY = "sk-ant-bench-not-a-real-key-0000000000"
 TARGETS = {"local": 1.10, "custom": 1.10, "anthropic": 1.30}
 RSS_TARGET = 1.10
@@ -194,38 +193,6 @@ def write_python_project(root: Path, tests: int) -> Path:
     return project
 
 
-SERVER_BOOT = """\
-import runpy, socketserver, sys
-socketserver.TCPServer.request_queue_size = 128
-sys.argv = sys.argv[1:]
-runpy.run_path(sys.argv[0], run_name="__main__")
-"""
-
-
-@contextlib.contextmanager
-def fake_server(*args: str) -> Iterator[str]:
-    """The fake Messages API in a subprocess; yields its URL."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SERVER_BOOT, str(FAKE_SERVER), "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        url = proc.stdout.readline().strip()
-        if not url.startswith("http://127.0.0.1:"):
-            raise RuntimeError(f"the fake server did not start: {url!r}")
-        yield url
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def closed_port_url() -> str:
     """A URL nothing listens on: a request there fails at once."""
     import socket
@@ -267,8 +234,8 @@ def scenario(root: Path, judge: str, cases: int, n: int, pycache: Path, history:
     extra = {"PYTHONPATH": str(jsonl)} if judge == "custom" else {}
     fill = ["--llmeval-update-baseline"]
     if judge == "anthropic":
-        with fake_server() as url:
-            env = bench_env(pycache, ANTHROPIC_API_KEY=BENCH_KEY, ANTHROPIC_BASE_URL=url)
+        with fake_server() as server:
+            env = bench_env(pycache, ANTHROPIC_API_KEY=BENCH_KEY, ANTHROPIC_BASE_URL=server.url)
             first = timed([*PYTEST, *fill], jsonl, env)
         extra = {"ANTHROPIC_API_KEY": BENCH_KEY, "ANTHROPIC_BASE_URL": closed_port_url()}
     else:

@@ -1,0 +1,102 @@
+"""The fake Anthropic Messages API (``tests/fake_anthropic.py``) in its own process, for the
+benchmarks: one way to start it, read its URL and, once it stops, what it received.
+
+``bench_concurrency``, ``bench_ratelimit`` and ``bench_run`` use it::
+
+    with fake_server("--latency", "0.2", "--rpm", "50", "--rpm-window", "10") as server:
+        run_pytest(env={"ANTHROPIC_BASE_URL": server.url, ...})
+    server.arrivals  # (time.monotonic(), status) of every /v1/messages request
+    server.summary  # its closing line: requests by status, the span they arrived over
+
+The server is the fake's own ``main`` (``--port 0``: a free port, printed on its first line),
+with a larger listen backlog: socketserver's default (``request_queue_size = 5``) drops the
+SYNs of a burst of 16 new connections and the client retransmits after 1 s, a stall of the
+fake, not of the plugin (a real API endpoint accepts bursts). Its clock is this machine's
+``time.monotonic()`` (system-wide on Linux), comparable with the benchmark's own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FAKE_SERVER = ROOT / "tests" / "fake_anthropic.py"
+LISTEN_BACKLOG = 128
+
+# argv: backlog, the fake's path, the record file, then the fake's own arguments. On SIGTERM
+# the fake's main stops the server: first the arrival time and status of every /v1/messages
+# request go to the record file.
+BOOT = """\
+import importlib.util, json, socketserver, sys
+socketserver.TCPServer.request_queue_size = int(sys.argv[1])
+spec = importlib.util.spec_from_file_location("fake_anthropic_bench", sys.argv[2])
+fake = sys.modules["fake_anthropic_bench"] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(fake)
+stop = fake.FakeAnthropic.stop
+
+
+def stop_and_record(self):
+    with open(sys.argv[3], "w", encoding="utf-8") as out:
+        json.dump([[r.time, r.status] for r in self.message_requests()], out)
+    stop(self)
+
+
+fake.FakeAnthropic.stop = stop_and_record
+sys.exit(fake.main(sys.argv[4:]))
+"""
+
+
+@dataclass
+class FakeServer:
+    """A running fake: its URL; once stopped, what it received."""
+
+    url: str
+    summary: str = ""  # its last stderr line: requests by status, the span they arrived over
+    arrivals: list[tuple[float, int]] = field(default_factory=list)  # (monotonic, status)
+
+    @property
+    def first_request(self) -> float | None:
+        """``time.monotonic()`` when the first /v1/messages request arrived."""
+        return min(t for t, _ in self.arrivals) if self.arrivals else None
+
+
+@contextlib.contextmanager
+def fake_server(*args: str, backlog: int = LISTEN_BACKLOG) -> Iterator[FakeServer]:
+    """The fake in a subprocess with the fake's own arguments (``--latency``, ``--rpm``,
+    ``--rpm-window``, ``--no-limit-headers``, ...); stopped (SIGTERM) on leaving."""
+    with tempfile.TemporaryDirectory(prefix="fake_server_") as tmp:
+        record = Path(tmp) / "arrivals.json"
+        boot = [sys.executable, "-c", BOOT, str(backlog), str(FAKE_SERVER), str(record)]
+        proc = subprocess.Popen(
+            [*boot, "--port", "0", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        server = FakeServer(url="")
+        try:
+            assert proc.stdout is not None
+            server.url = proc.stdout.readline().strip()
+            if not server.url.startswith("http://127.0.0.1:"):
+                raise RuntimeError(f"the fake server did not start: {server.url!r}")
+            yield server
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                _, err = proc.communicate(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                _, err = proc.communicate()
+            lines = err.strip().splitlines()
+            server.summary = lines[-1] if lines else ""
+            if record.exists():
+                raw = json.loads(record.read_text(encoding="utf-8"))
+                server.arrivals = [(float(t), int(status)) for t, status in raw]
