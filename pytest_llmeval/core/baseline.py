@@ -56,7 +56,7 @@ class BaselineEntry:
         if response is not None and not isinstance(response, str):
             raise TypeError(f"response must be a string, got {type(response).__name__}")
         return cls(
-            verdict=verdict,
+            verdict="pass" if verdict == "pass" else "fail",  # one string each, not one an entry
             score=float(raw["score"]),
             response_sha256=str(raw.get("response_sha256", "")),
             threshold=float(raw.get("threshold", 0.0)),

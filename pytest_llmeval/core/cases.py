@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -267,6 +268,22 @@ def _semantic_error(path: str, line: int, obj: dict[str, Any]) -> CaseError | No
     return None
 
 
+# Most cases of a suite share a few tag sets: one tuple (of interned strings) per set, not one a
+# case. Bounded, so a suite of unique tags cannot grow it without end.
+_TAGS: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def _shared_tags(tags: Any) -> tuple[str, ...]:
+    key = tuple(tags)
+    shared = _TAGS.get(key)
+    if shared is not None:
+        return shared
+    value = tuple(sys.intern(t) for t in key)
+    if len(_TAGS) < 4096:
+        _TAGS[value] = value
+    return value
+
+
 def case_from_dict(obj: dict[str, Any], *, path: str = "", line: int = 0) -> Case:
     """Build a Case from an already validated JSON object."""
     raw_messages = obj.get("messages")
@@ -288,8 +305,8 @@ def case_from_dict(obj: dict[str, Any], *, path: str = "", line: int = 0) -> Cas
         references=references,
         human_verdict=obj.get("human_verdict"),
         rubric=obj.get("rubric"),
-        tags=tuple(obj.get("tags", ())),
-        difficulty=obj.get("difficulty", "medium"),
+        tags=_shared_tags(obj.get("tags", ())),
+        difficulty=sys.intern(obj.get("difficulty", "medium")),
         threshold=float(threshold) if threshold is not None else None,
         checks=tuple(obj.get("checks", ())),
         metadata=obj.get("metadata", {}),

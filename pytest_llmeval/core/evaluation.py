@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pytest_llmeval.core.cases import Case
-from pytest_llmeval.core.verdict import Usage, Verdict
+from pytest_llmeval.core.verdict import NO_USAGE, Usage, Verdict
 
 
 @dataclass
@@ -25,7 +25,7 @@ class Evaluation:
     case: Case
     samples: list[Sample] = field(default_factory=list)
     error: str | None = None  # the judge could not answer: an ERROR, never a verdict
-    usage: Usage = field(default_factory=Usage)
+    usage: Usage = NO_USAGE  # one shared zero value: a cached rerun adds nothing to it
     judge_calls: int = 0
     cache_hits: int = 0
     sut_usage: Usage | None = None

@@ -39,6 +39,15 @@ def response_sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def _answer_digest(text: str, baseline: BaselineEntry | None) -> str:
+    """The answer's sha256; the baseline's own string when they are equal (an unchanged answer
+    then costs no second 64-character string)."""
+    digest = response_sha256(text)
+    if baseline is not None and baseline.response_sha256 == digest:
+        return baseline.response_sha256
+    return digest
+
+
 @dataclass(frozen=True, slots=True)
 class BaselineSnapshot:
     """The case's baseline entry as this run compared against it."""
@@ -351,7 +360,7 @@ def build_case_result(
         sample_verdicts=tuple(smp.verdict.passed for smp in ev.samples),
         judge=judge.label(),
         response=first.response if first else "",
-        response_sha256=response_sha256(first.response) if first else "",
+        response_sha256=_answer_digest(first.response, baseline) if first else "",
         latency_s=(sum(latencies) / len(latencies)) if latencies else None,
         judge_calls=ev.judge_calls,
         cache_hits=ev.cache_hits,

@@ -95,13 +95,14 @@ class Usage:
     def from_dict(cls, data: Mapping[str, Any]) -> Usage:
         values = [int(data.get(k, 0)) for k in _USAGE_FIELDS]
         # a local judge's (and every cache hit's) usage is all zero: one shared value
-        return _NO_USAGE if not any(values) else cls(*values)
+        return NO_USAGE if not any(values) else cls(*values)
 
 
 # every case result carries its judge's label: one string per identity, not one per result
 _label = functools.lru_cache(maxsize=64)(JudgeIdentity._label)
 _USAGE_FIELDS = tuple(Usage().to_dict())
-_NO_USAGE = Usage()
+#: all zero: what a local judge and every cache hit cost; shared, as Usage is immutable
+NO_USAGE = Usage()
 
 
 @dataclass(frozen=True, slots=True)

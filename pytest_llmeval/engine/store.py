@@ -188,9 +188,20 @@ def _parse_int(text: str) -> int | _BadNumber:
     return int(text) if len(text) <= 30 else _BadNumber(text)
 
 
+# a baseline's scores and thresholds are mostly a few values (1.0, 0.0, 0.7): one float each
+_FLOATS: dict[str, float] = {}
+
+
 def _parse_float(text: str) -> float | _BadNumber:
+    value = _FLOATS.get(text)
+    if value is not None:
+        return value
     value = float(text)
-    return value if math.isfinite(value) else _BadNumber(text)
+    if not math.isfinite(value):
+        return _BadNumber(text)
+    if len(_FLOATS) < 256:
+        _FLOATS[text] = value
+    return value
 
 
 def _loads(text: str) -> Any:
@@ -513,14 +524,21 @@ def _nesting_line(text: str) -> int:
 
 def _parse_baseline(path: Path, data: bytes) -> Baseline:
     """The baseline in ``data``, or :class:`_Problem` naming ``path``, the line, the field."""
+    return _parse_baseline_text(path, _baseline_text(path, data))
+
+
+def _baseline_text(path: Path, data: bytes) -> str:
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         bad = data[exc.start : exc.start + 1]
         raise _Problem(
             f"{path}:{line}: not UTF-8 text (byte {bad!r} at offset {exc.start})"
         ) from None
+
+
+def _parse_baseline_text(path: Path, text: str) -> Baseline:
     try:
         obj = _loads(text)
     except json.JSONDecodeError as exc:
@@ -550,7 +568,10 @@ def _parse_baseline(path: Path, data: bytes) -> Baseline:
         sep = ":" if where.endswith("'") and message != "is missing" else ""
         raise _Problem(f"{path}:{_line_of(text, parts)}:{where}{sep} {message}")
     judge = JudgeIdentity.from_dict(obj["judge"]) if obj.get("judge") else None
-    entries = {key: BaselineEntry.from_dict(raw) for key, raw in obj["cases"].items()}
+    # each raw entry is dropped once it is read: the parsed file and all the entries are never
+    # in memory at once (a run's peak memory)
+    raw_cases = obj.pop("cases")
+    entries = {key: BaselineEntry.from_dict(raw_cases.pop(key)) for key in list(raw_cases)}
     return Baseline(judge=judge, entries=entries)
 
 
@@ -575,8 +596,11 @@ def load_baseline_with_sha256(path: Path) -> tuple[Baseline | None, str | None]:
         return None, None
     except OSError as exc:
         raise StateFileError(f"{path}:1: unreadable ({exc})") from None
+    digest = hashlib.sha256(data).hexdigest()
     try:
-        return _parse_baseline(path, data), hashlib.sha256(data).hexdigest()
+        text = _baseline_text(path, data)
+        del data  # the bytes go before the parse: the file is not held twice while it runs
+        return _parse_baseline_text(path, text), digest
     except _Problem as problem:
         raise problem.error() from None
 

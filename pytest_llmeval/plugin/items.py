@@ -44,7 +44,7 @@ class CaseRun(Protocol):
     """What case files and items need of the run (:class:`pytest_llmeval.plugin.session.
     LLMEvalRun`); handed to them at collection, so they never reach for the run themselves."""
 
-    def note_collected(self, rel: str, cases: Sequence[Case]) -> None: ...
+    def note_collected(self, rel: str, keys: Sequence[str], cases: Sequence[Case]) -> None: ...
 
     def evaluate(self, item: CaseItem) -> tuple[Evaluation, Evaluation | None]: ...
 
@@ -89,9 +89,9 @@ class CaseFile(pytest.File):
             raise self.CollectError("\n".join([header, *shown]))
         if not cases:
             warnings.warn(LLMEvalWarning(f"{rel}: no cases (the file is empty)"), stacklevel=1)
-        self.run.note_collected(rel, cases)
         # Items of one file share their fixture closure: compute it once, not per case.
         shared: Any = None
+        items: list[CaseItem] = []
         for case in cases:
             item = CaseItem.from_parent(
                 self,
@@ -102,7 +102,10 @@ class CaseFile(pytest.File):
                 fixtureinfo=shared,
             )
             shared = item._fixtureinfo
-            yield item
+            items.append(item)
+        # the ledger keeps the items' own node id strings (no second string per case)
+        self.run.note_collected(rel, [item.nodeid for item in items], cases)
+        yield from items
 
 
 class CaseItem(pytest.Function):

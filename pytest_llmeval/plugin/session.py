@@ -92,12 +92,13 @@ class LLMEvalRun:
         self.resources.check_batch()
 
     # -- collection --------------------------------------------------------------------------
-    def note_collected(self, rel: str, cases: Sequence[Case]) -> None:
-        """A case file was collected: its cases enter the ledger, and the run is on."""
+    def note_collected(self, rel: str, keys: Sequence[str], cases: Sequence[Case]) -> None:
+        """A case file was collected (``keys[i]`` is the node id of ``cases[i]``): its cases
+        enter the ledger, and the run is on."""
         self.active = True
-        self.ledger.note_file(rel, (f"{rel}::{case.id}" for case in cases))
+        self.ledger.note_file(rel, keys)
         self.ledger.unscoreable.update(
-            f"{rel}::{c.id}" for c in cases if c.ground_truth is None and not c.checks
+            k for k, c in zip(keys, cases, strict=True) if c.ground_truth is None and not c.checks
         )
         if cases:
             self.resources.warm_up_judge()
