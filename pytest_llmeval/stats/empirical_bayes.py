@@ -291,6 +291,57 @@ def _pooled_counts(successes: Sequence[int], trials: Sequence[int]) -> dict[tupl
     return rows
 
 
+# Up to this many distinct (k, n) rows the EM runs in plain Python, beyond it with numpy: plain
+# Python costs about 3.5 ms of CPU a row for 500 iterations, importing numpy about 0.1 s (and
+# 15 MiB), so they break even near 30 rows (bench: 29 rows 97 ms plain). A history of 10 runs
+# has about 11 distinct rows, one of 100 runs about 80. Either way the same iteration.
+_PLAIN_EM_ROWS = 24
+
+
+def _em_plain(
+    lik: list[list[float]], top: list[float], c: list[float], max_iter: int, tol: float
+) -> tuple[list[float], int]:
+    """Laird's EM from uniform weights: ``(weights, iterations)``; lists and C-speed maps."""
+    cols = [list(col) for col in zip(*lik, strict=True)]
+    log = math.log
+    w = [1.0 / len(cols)] * len(cols)
+    prev = -math.inf
+    it = 0
+    for it in range(1, max_iter + 1):  # noqa: B007 (the count is reported)
+        mix = [sum(map(mul, row, w)) for row in lik]
+        ll = sum(map(mul, c, map(add, map(log, mix), top)))
+        ratio = list(map(truediv, c, mix))
+        w = list(map(mul, w, [sum(map(mul, ratio, col)) for col in cols]))
+        w = list(map(truediv, w, repeat(sum(w))))
+        if ll - prev < tol:
+            break
+        prev = ll
+    return w, it
+
+
+def _em_numpy(
+    lik: list[list[float]], top: list[float], c: list[float], max_iter: int, tol: float
+) -> tuple[list[float], int]:
+    """:func:`_em_plain` with numpy (many distinct rows, or numpy already imported)."""
+    import numpy as np
+
+    lik_a = np.asarray(lik, dtype=np.float64)
+    top_a = np.asarray(top, dtype=np.float64)
+    c_a = np.asarray(c, dtype=np.float64)
+    w = np.full(lik_a.shape[1], 1.0 / lik_a.shape[1])
+    prev = -math.inf
+    it = 0
+    for it in range(1, max_iter + 1):  # noqa: B007 (the count is reported)
+        mix = lik_a @ w
+        ll = float(c_a @ (np.log(mix) + top_a))
+        w = w * ((c_a / mix) @ lik_a)
+        w = w / w.sum()
+        if ll - prev < tol:
+            break
+        prev = ll
+    return [float(v) for v in w], it
+
+
 def fit_grid_prior(
     successes: Sequence[int],
     trials: Sequence[int],
@@ -346,21 +397,11 @@ def fit_grid_prior(
         peak = max(log_l)
         top.append(peak)
         lik.append([math.exp(v - peak) for v in log_l])
-    cols = [list(col) for col in zip(*lik, strict=True)]
+    if len(keys) > _PLAIN_EM_ROWS:
+        w, it = _em_numpy(lik, top, c, max_iter, tol)
+    else:
+        w, it = _em_plain(lik, top, c, max_iter, tol)
     log = math.log
-    w = [1.0 / len(g)] * len(g)
-    prev = -math.inf
-    ll = -math.inf
-    it = 0
-    for it in range(1, max_iter + 1):  # noqa: B007 (the count is reported)
-        mix = [sum(map(mul, row, w)) for row in lik]
-        ll = sum(map(mul, c, map(add, map(log, mix), top)))
-        ratio = list(map(truediv, c, mix))
-        w = list(map(mul, w, [sum(map(mul, ratio, col)) for col in cols]))
-        w = list(map(truediv, w, repeat(sum(w))))
-        if ll - prev < tol:
-            break
-        prev = ll
     ll = sum(map(mul, c, map(add, (log(sum(map(mul, row, w))) for row in lik), top)))
     keep = [i for i, v in enumerate(w) if v > 1e-12]
     kept = sum(w[i] for i in keep)

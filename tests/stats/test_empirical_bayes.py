@@ -132,7 +132,7 @@ def realistic(name: str) -> tuple[list[int], list[int]]:
     return rng.binomial(h * samples, p).tolist(), [h * samples] * 1000
 
 
-REALISTIC = ["bench_run", "3/1", "10/1", "10/3", "30/1", "errored", "quiet"]
+REALISTIC = ["bench_run", "3/1", "10/1", "10/3", "30/1", "100/1", "errored", "quiet"]
 
 
 @pytest.mark.parametrize("name", REALISTIC)
@@ -148,6 +148,29 @@ def test_grid_prior_is_the_numpy_em(name: str) -> None:
     assert got.mean == pytest.approx(want.mean, rel=1e-12)
     assert got.log_likelihood == pytest.approx(want.log_likelihood, rel=1e-12)
     assert (got.cases, got.samples, got.failures) == (want.cases, want.samples, want.failures)
+
+
+@pytest.mark.parametrize("name", ["10/3", "30/1", "100/1"])
+def test_the_plain_and_the_numpy_em_are_one_fit(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # few distinct rows run the EM in plain Python, many with numpy: the same fit either way
+    from pytest_llmeval.stats import empirical_bayes
+
+    k, n = realistic(name)
+    monkeypatch.setattr(empirical_bayes, "_PLAIN_EM_ROWS", 10**6)
+    plain = stats.fit_grid_prior(k, n)
+    monkeypatch.setattr(empirical_bayes, "_PLAIN_EM_ROWS", 0)
+    vector = stats.fit_grid_prior(k, n)
+    assert plain.iterations == vector.iterations and plain.support == vector.support
+    np.testing.assert_allclose(plain.weights, vector.weights, rtol=1e-9, atol=1e-13)
+    assert plain.log_likelihood == pytest.approx(vector.log_likelihood, rel=1e-12)
+
+
+def test_many_distinct_rows_take_numpy_few_do_not() -> None:
+    from pytest_llmeval.stats import empirical_bayes
+
+    few = len({(a, b) for a, b in zip(*realistic("10/1"), strict=True)})
+    many = len({(a, b) for a, b in zip(*realistic("100/1"), strict=True)})
+    assert few <= empirical_bayes._PLAIN_EM_ROWS < many
 
 
 @pytest.mark.parametrize("name", ["bench_run", "10/1", "10/3", "errored"])
