@@ -361,10 +361,11 @@ def fit_grid_prior(
     beta-binomial fit turns into a prior that is too sure of cases that never failed (Koenker &
     Mizera, *JASA* 109, 2014, for NPMLE empirical Bayes). Deterministic.
 
-    Plain Python (a gate run imports no numpy): each iteration is two products of the
-    (distinct rows x grid) likelihood matrix with a vector, one ``sum(map(mul, ...))`` (a C
-    loop) per row and per column; about 0.1 s of CPU for 30 rows, 116 grid points and 500
-    iterations. The iteration and stopping rule are the ones the gate's error rates in
+    Up to ``_PLAIN_EM_ROWS`` distinct rows (a history of a few dozen runs) in plain Python, so
+    a gate run imports no numpy: each iteration is two products of the (distinct rows x grid)
+    likelihood matrix with a vector, one ``sum(map(mul, ...))`` (a C loop) per row and per
+    column, about 0.1 s of CPU for 28 rows, 116 grid points and 500 iterations; beyond that
+    with numpy, the same iteration (the fits agree to 1e-12). iterations. The iteration and stopping rule are the ones the gate's error rates in
     ``benchmarks/bench_gate_noise.py`` were measured with: it usually stops at ``max_iter``,
     short of convergence (EM is slow here), and an accelerated or converged fit is a different,
     spikier prior with other p-values.
