@@ -365,10 +365,10 @@ def fit_grid_prior(
     a gate run imports no numpy: each iteration is two products of the (distinct rows x grid)
     likelihood matrix with a vector, one ``sum(map(mul, ...))`` (a C loop) per row and per
     column, about 0.1 s of CPU for 28 rows, 116 grid points and 500 iterations; beyond that
-    with numpy, the same iteration (the fits agree to 1e-12). iterations. The iteration and stopping rule are the ones the gate's error rates in
-    ``benchmarks/bench_gate_noise.py`` were measured with: it usually stops at ``max_iter``,
-    short of convergence (EM is slow here), and an accelerated or converged fit is a different,
-    spikier prior with other p-values.
+    with numpy, the same iteration (the fits agree to 1e-12). The iteration and stopping rule
+    are the ones the gate's error rates in ``benchmarks/bench_gate_noise.py`` were measured
+    with: it usually stops at ``max_iter``, short of convergence (EM is slow here), and an
+    accelerated or converged fit is a different, spikier prior with other p-values.
     """
     if len(successes) != len(trials):
         raise ValueError(f"successes has {len(successes)} entries but trials has {len(trials)}")
