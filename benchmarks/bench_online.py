@@ -265,7 +265,7 @@ def main() -> None:
         rss_mib = peak_rss_mib()
         print(
             f"peak RSS (ingest + dashboard): {rss_mib:,.0f} MiB (target < 1,024 MiB); "
-            f"largest parse worker {peak_rss_mib('children'):,.0f} MiB"
+            f"largest child process so far (the parse workers) {peak_rss_mib('children'):,.0f} MiB"
         )
         db_mb = sum(os.path.getsize(os.path.join(tmp, f)) for f in os.listdir(tmp) if "sqlite" in f)
         print(f"store on disk: {db_mb / 1e6:,.0f} MB")
