@@ -7,6 +7,7 @@ every hook returns at once: the plugin costs nothing in a run without cases.
 from __future__ import annotations
 
 import fnmatch
+import gc
 import hashlib
 import warnings
 from collections.abc import Generator
@@ -22,6 +23,26 @@ from pytest_llmeval.plugin.items import CaseFile, CaseItem, ConfigFailure, Judge
 from pytest_llmeval.plugin.session import STATE_KEY, LLMEvalRun, get_state
 
 _SHARD_DESELECT = pytest.StashKey[bool]()
+_GC_FROZEN = pytest.StashKey[bool]()
+
+
+def _freeze_collected(config: pytest.Config) -> None:
+    """Move what collection built (items, cases, the baseline, pytest's own nodes) out of the
+    garbage collector's reach until the session ends (:func:`gc.freeze`). These objects live
+    all run anyway; without this every full collection walks them again, about 0.15 s each at
+    10,000 cases, 8-9 times in a run (the largest part of a cached rerun's time over plain
+    pytest). Nothing is collected less: the objects are only skipped, and
+    :func:`_unfreeze_collected` hands them back when the run ends. A process that froze objects
+    itself is left alone."""
+    if gc.isenabled() and gc.get_freeze_count() == 0:
+        gc.freeze()
+        config.stash[_GC_FROZEN] = True
+
+
+def _unfreeze_collected(config: pytest.Config) -> None:
+    if config.stash.get(_GC_FROZEN, False):
+        config.stash[_GC_FROZEN] = False
+        gc.unfreeze()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -46,6 +67,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    _unfreeze_collected(config)
     state = config.stash.get(STATE_KEY, None)
     if state is not None:
         state.close()
@@ -129,6 +151,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     state.set_items(cases)
     if cases or state.settings.named_on_command_line:
         state.activate()
+    if cases:
+        _freeze_collected(session.config)
     reference_based = getattr(state.resources.judge, "checks_only_without_ground_truth", False)
     if state.ledger.unscoreable and reference_based and not state.worker:
         n = len(state.ledger.unscoreable)
@@ -341,6 +365,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             return
         state.finish(session, int(exitstatus))
     finally:
+        _unfreeze_collected(session.config)
         state.close()
 
 
