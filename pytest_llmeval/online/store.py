@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -303,7 +304,9 @@ class EventStore(Recorder):
             pass
 
         with handle:
-            n = worker_count(os.fstat(handle.fileno()).st_size, workers)
+            info = os.fstat(handle.fileno())
+            # only a regular file can be cut into parts (not a pipe or a terminal)
+            n = worker_count(info.st_size, workers) if stat.S_ISREG(info.st_mode) else 0
             if n:
                 parts = parse_parallel(handle, name, n, strict=strict)
             else:

@@ -10,6 +10,7 @@ import os
 import pickle
 import random
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -185,3 +186,23 @@ def test_three_writers_each_with_workers_store_each_event_once(tmp_path: Path) -
         assert _tables(shared) == _tables(one)
         args: dict[str, Any] = {"window": None, "until": T0 + 5000, "by": "variant"}
         assert shared.dashboard(**args) == one.dashboard(**args)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+def test_a_pipe_is_read_in_this_process_whatever_the_workers(tmp_path: Path) -> None:
+    fifo = tmp_path / "events.fifo"
+    os.mkfifo(fifo)
+    lines = [json.dumps(resp("r1", "s1", T0))] + [
+        json.dumps(ev("copy", "r1", T0 + i)) for i in range(50)
+    ]
+
+    def feed() -> None:
+        with open(fifo, "w", encoding="utf-8") as out:
+            out.write("\n".join(lines) + "\n")
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    with EventStore(tmp_path / "db.sqlite3") as store:
+        report = store.ingest_file(fifo, workers=2)
+    feeder.join(10)
+    assert (report.lines, report.responses_added, report.events_added) == (51, 1, 50)
