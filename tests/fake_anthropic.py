@@ -402,7 +402,12 @@ class FakeAnthropic:
                 wait: float | None = self._accepted[0][0] + self.rpm_window - now
             else:
                 wait = None
-                self._accepted.append((now, tokens))
+                # in arrival order: a handler that stamped its arrival earlier may take the
+                # lock later (a loaded machine), and the window is purged from the oldest end
+                at = len(self._accepted)
+                while at and self._accepted[at - 1][0] > now:
+                    at -= 1
+                self._accepted.insert(at, (now, tokens))
                 used += tokens
             headers = self._limit_headers(now, used) if self.limit_headers else {}
             return wait, headers
