@@ -9,6 +9,7 @@ from __future__ import annotations
 import fnmatch
 import gc
 import hashlib
+import sys
 import warnings
 from collections.abc import Generator
 from pathlib import Path
@@ -34,15 +35,19 @@ def _freeze_collected(config: pytest.Config) -> None:
     pytest). Nothing is collected less: the objects are only skipped, and
     :func:`_unfreeze_collected` hands them back when the run ends. A process that froze objects
     itself is left alone."""
-    if gc.isenabled() and gc.get_freeze_count() == 0:
+    if gc.isenabled() and gc.get_freeze_count() == 0 and "anthropic" not in sys.modules:
         gc.freeze()
         config.stash[_GC_FROZEN] = True
 
 
 def _unfreeze_collected(config: pytest.Config) -> None:
+    """Hand back what :func:`_freeze_collected` froze, unless the Claude judge imported its SDK
+    since: that import freezes the SDK's objects (``judges.anthropic.client.import_sdk``), and
+    handing everything back would undo it, so all stays frozen, as if that freeze came first."""
     if config.stash.get(_GC_FROZEN, False):
         config.stash[_GC_FROZEN] = False
-        gc.unfreeze()
+        if "anthropic" not in sys.modules:
+            gc.unfreeze()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

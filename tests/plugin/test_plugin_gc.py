@@ -82,3 +82,22 @@ def test_an_in_process_run_hands_the_objects_back(pytester: pytest.Pytester) -> 
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
     assert gc.get_freeze_count() == 0
+
+
+def test_what_was_frozen_after_collection_stays_frozen(pytester: pytest.Pytester) -> None:
+    # the Claude judge freezes the SDK's objects when it imports it during the run: handing
+    # everything back at the end would undo that freeze too
+    later_freeze = CONFTEST.replace(
+        "        SEEN.append(gc.get_freeze_count())\n        return",
+        "        SEEN.append(gc.get_freeze_count())\n"
+        "        from pytest_llmeval.judges.anthropic.client import import_sdk\n"
+        "        import_sdk()\n"
+        "        return",
+    )
+    assert later_freeze != CONFTEST
+    pytester.makeconftest(later_freeze)
+    pytester.makeini("[pytest]\nllmeval_judge = local\n")
+    pytester.makefile(".jsonl", llmeval_small=CASES)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-s")
+    result.assert_outcomes(passed=2)
+    assert int(_line(result, "FROZEN AT THE END:")) > 0
