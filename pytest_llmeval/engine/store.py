@@ -180,8 +180,11 @@ def file_sha256(path: Path) -> str | None:
 class _BadNumber:
     """What the parser returns for NaN, Infinity and integers too long to convert."""
 
+    made = 0  # how many were ever made: a parse that made none holds none
+
     def __init__(self, text: str) -> None:
         self.text = text
+        _BadNumber.made += 1
 
 
 def _parse_int(text: str) -> int | _BadNumber:
@@ -219,9 +222,41 @@ def _bad_number(value: Any) -> str | None:
     return None
 
 
-def _structure_problem(value: Any) -> tuple[list[Any], str] | None:
-    """The first bad number, lone surrogate or too-deep nesting in ``value``."""
+# In text decoded as strict UTF-8 a lone surrogate can only come from a \\u escape of one
+# (a match, e.g. half of an escaped emoji's pair, only means the full walk runs).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
+
+
+def _structure_problem(
+    value: Any, text: str | None = None, bad_numbers_before: int | None = None
+) -> tuple[list[Any], str] | None:
+    """The first bad number, lone surrogate or too-deep nesting in ``value``.
+
+    A fast path for ``value`` just parsed from the strict UTF-8 ``text`` by :func:`_loads`,
+    with ``bad_numbers_before`` the :attr:`_BadNumber.made` count before that parse: when no
+    bad number was made since and ``text`` escapes no surrogate, only the nesting is checked
+    (containers only)."""
+    if (
+        text is not None
+        and bad_numbers_before == _BadNumber.made
+        and _SURROGATE_ESCAPE.search(text) is None
+        and _nesting_within(value, MAX_DEPTH)
+    ):
+        return None
     return structure_problem(value, max_depth=MAX_DEPTH, other=_bad_number)
+
+
+def _nesting_within(value: Any, max_depth: int) -> bool:
+    """No array or object in ``value`` deeper than ``max_depth`` (as structure_problem counts)."""
+    stack = [(value, 1)] if type(value) in (dict, list) else []
+    while stack:
+        node, depth = stack.pop()
+        if depth > max_depth:
+            return False
+        for item in node.values() if type(node) is dict else node:
+            if type(item) in (dict, list):
+                stack.append((item, depth + 1))
+    return True
 
 
 @lru_cache(maxsize=2)
@@ -540,6 +575,7 @@ def _baseline_text(path: Path, data: bytes) -> str:
 
 def _parse_baseline_text(path: Path, text: str) -> Baseline:
     try:
+        bad_before = _BadNumber.made
         obj = _loads(text)
     except json.JSONDecodeError as exc:
         raise _Problem(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
@@ -560,7 +596,9 @@ def _parse_baseline_text(path: Path, text: str) -> Baseline:
             "upgrade pytest-llmeval-gate, or restore the file from version control",
         )
     problem = (
-        _structure_problem(obj) or _schema_problem("baseline", obj) or _entry_rules(obj["cases"])
+        _structure_problem(obj, text, bad_before)
+        or _schema_problem("baseline", obj)
+        or _entry_rules(obj["cases"])
     )
     if problem is not None:
         parts, message = problem

@@ -315,6 +315,28 @@ def test_git_commit_outside_a_repository(tmp_path: Path) -> None:
             "nested deeper than",
         ),
         (b'{"version": 1, "cases": {"f::a": {"verdict": "pass", "score": 1}', "not valid JSON"),
+        # what the fast structure check (no suspect text, containers only) must still catch
+        (
+            b'{"version": 1, "cases": {"f::a": {"verdict": "pass", "score": 1, "x": '
+            + b"[" * 40
+            + b"]" * 40
+            + b"}}}",
+            "nested deeper than 32 levels",
+        ),
+        (
+            b'{"version": 1, "cases": {"f::a": {"verdict": "pass",'
+            b' "score": 1234567890123456789012345678901234}}}',
+            "field 'score': 123456789012... is not a usable JSON number",
+        ),
+        (
+            b'{"version": 1, "cases": {"f::a": {"verdict": "pass", "score": 1e400}}}',
+            "field 'score': 1e400 is not a usable JSON number",
+        ),
+        (
+            b'{"version": 1, "cases": {"f::a": {"verdict": "pass", "score": 1,'
+            b' "response": "ok \\uDBFF"}}}',
+            "field 'response': contains a lone surrogate",
+        ),
     ],
 )
 def test_baseline_schema_errors_name_file_line_and_field(
