@@ -103,22 +103,17 @@ def _rerun_with_a_noisy_history(pytester: pytest.Pytester) -> tuple[str, list[st
     return text, loaded.split(":", 1)[1].split(",")
 
 
-def test_a_cached_rerun_with_a_noisy_history_gates_without_importing_scipy(
+def test_a_cached_rerun_with_a_noisy_history_gates_without_scipy_or_numpy(
     pytester: pytest.Pytester,
 ) -> None:
     """The gate's history evidence (grid prior, predictive tails, prediction bound, CMH, flip
-    count) runs on :mod:`pytest_llmeval.stats.exact`: scipy.stats would cost 1-2 s a run."""
+    count) runs on :mod:`pytest_llmeval.stats.exact` (scipy.stats would cost 1-2 s a run), and
+    the history table, the grid prior's EM, the predictive tables, the discrete Bonferroni
+    threshold, the CMH test and the run dispersion are plain Python (numpy would cost about
+    0.1 s and 15 MiB a run). The case that failed twice before fails again and its history test
+    calls it flaky (a decision made on that evidence). One project for both checks: building
+    its history takes five pytest runs."""
     text, loaded = _rerun_with_a_noisy_history(pytester)
     assert "scipy" not in loaded, (loaded, text)
-
-
-def test_a_cached_rerun_with_a_noisy_history_gates_without_importing_numpy(
-    pytester: pytest.Pytester,
-) -> None:
-    """The history table, the grid prior's EM, the predictive tables, the discrete Bonferroni
-    threshold, the CMH test and the run dispersion are plain Python: numpy would cost about
-    0.1 s and 15 MiB a run. The case that failed twice before fails again and its history test
-    calls it flaky (a decision made on that evidence)."""
-    text, loaded = _rerun_with_a_noisy_history(pytester)
     assert "numpy" not in loaded, (loaded, text)
     assert "flaky (changed, not significantly): 1: c1" in text, text
