@@ -234,26 +234,26 @@ class CaseResult:
             references=tuple(str(r) for r in refs),
             rubric=d.get("rubric"),
             tags=tuple(d.get("tags", ())),
-            difficulty=str(d.get("difficulty", "medium")),
+            difficulty=_text(d, "difficulty", "medium"),
             human_verdict=d.get("human_verdict"),
             verdict=d["verdict"],
             outcome=str(d["outcome"]),
-            outcome_detail=str(d.get("outcome_detail", "")),
+            outcome_detail=_text(d, "outcome_detail"),
             evidence=d.get("evidence"),
             score=None if d.get("score") is None else float(d["score"]),
             threshold=float(d.get("threshold", 0.0)),
             failure_modes=tuple(d.get("failure_modes", ())),
             failed_checks=tuple(d.get("failed_checks", ())),
-            reasoning=str(d.get("reasoning", "")),
+            reasoning=_text(d, "reasoning"),
             error=d.get("error"),
             checks_only=bool(d.get("checks_only", False)),
             baseline=None if baseline is None else BaselineSnapshot.from_dict(baseline),
             samples=int(d.get("samples", 1)),
             passes=int(d.get("passes", 1 if d["verdict"] == "pass" else 0)),
             sample_verdicts=tuple(bool(v) for v in d.get("sample_verdicts", ())),
-            judge=str(d.get("judge", "")),
-            response=str(d.get("response", "")),
-            response_sha256=str(d.get("response_sha256", "")),
+            judge=_text(d, "judge"),
+            response=_text(d, "response"),
+            response_sha256=_text(d, "response_sha256"),
             latency_s=d.get("latency_s"),
             judge_calls=int(d.get("judge_calls", 0)),
             cache_hits=int(d.get("cache_hits", 0)),
@@ -263,6 +263,12 @@ class CaseResult:
             attempts=int(d.get("attempts", 1)),
             panel=tuple(dict(m) for m in d.get("panel") or ()),
         )
+
+
+def _text(d: Mapping[str, Any], key: str, default: str = "") -> str:
+    """A text field of a stored record; a null reads as absent (never as the text "None")."""
+    value = d.get(key)
+    return default if value is None else str(value)
 
 
 @dataclass(frozen=True)

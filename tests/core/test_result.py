@@ -61,3 +61,17 @@ def test_scrubber_reads_the_environment_once_and_scrub_agrees(
     assert clean(text) == scrub(text) == f"token {REDACTED} and {REDACTED}"
     unchanged = "nothing secret here"
     assert clean(unchanged) is unchanged
+
+
+def test_a_stored_record_with_nulls_reads_them_as_absent() -> None:
+    # a hand-edited or foreign report: null text fields must not become the text "None"
+    record = _result("Refunds within 30 days.", "covers the reference").to_dict()
+    assert CaseResult.from_dict(record) == _result(
+        "Refunds within 30 days.", "covers the reference"
+    )
+    fields = ("reasoning", "response", "judge", "outcome_detail", "response_sha256", "difficulty")
+    nulls = {**record, **dict.fromkeys(fields)}
+    r = CaseResult.from_dict(nulls)
+    assert (r.reasoning, r.response, r.judge, r.outcome_detail, r.response_sha256) == ("",) * 5
+    assert r.difficulty == "medium"  # what an absent difficulty reads as
+    assert "None" not in repr([getattr(r, f) for f in fields])
