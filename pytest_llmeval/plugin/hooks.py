@@ -9,7 +9,6 @@ from __future__ import annotations
 import fnmatch
 import gc
 import hashlib
-import sys
 import warnings
 from collections.abc import Generator
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from pytest_llmeval.core import frozen
 from pytest_llmeval.core.result import FAILING_OUTCOMES, XFAIL_OUTCOMES, CaseResult, error_result
 from pytest_llmeval.plugin import options
 from pytest_llmeval.plugin.fixtures import RECORDS_KEY
@@ -24,7 +24,7 @@ from pytest_llmeval.plugin.items import CaseFile, CaseItem, ConfigFailure, Judge
 from pytest_llmeval.plugin.session import STATE_KEY, LLMEvalRun, get_state
 
 _SHARD_DESELECT = pytest.StashKey[bool]()
-_GC_FROZEN = pytest.StashKey[bool]()
+_GC_FROZEN = pytest.StashKey[int]()  # the number of this run's freeze (core.frozen)
 
 
 def _freeze_collected(config: pytest.Config) -> None:
@@ -35,19 +35,18 @@ def _freeze_collected(config: pytest.Config) -> None:
     pytest). Nothing is collected less: the objects are only skipped, and
     :func:`_unfreeze_collected` hands them back when the run ends. A process that froze objects
     itself is left alone."""
-    if gc.isenabled() and gc.get_freeze_count() == 0 and "anthropic" not in sys.modules:
-        gc.freeze()
-        config.stash[_GC_FROZEN] = True
+    if gc.isenabled() and gc.get_freeze_count() == 0:
+        config.stash[_GC_FROZEN] = frozen.freeze()
 
 
 def _unfreeze_collected(config: pytest.Config) -> None:
-    """Hand back what :func:`_freeze_collected` froze, unless the Claude judge imported its SDK
-    since: that import freezes the SDK's objects (``judges.anthropic.client.import_sdk``), and
-    handing everything back would undo it, so all stays frozen, as if that freeze came first."""
-    if config.stash.get(_GC_FROZEN, False):
-        config.stash[_GC_FROZEN] = False
-        if "anthropic" not in sys.modules:
-            gc.unfreeze()
+    """Hand back what :func:`_freeze_collected` froze, unless something froze since (the Claude
+    judge freezes the SDK's objects after importing it): then all stays frozen, as if that
+    freeze came first."""
+    number = config.stash.get(_GC_FROZEN, 0)
+    if number:
+        config.stash[_GC_FROZEN] = 0
+        frozen.unfreeze_if_last(number)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -6,9 +6,7 @@ no judge, no SDK import, no state read.
 
 from __future__ import annotations
 
-import contextlib
 import sys
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,7 @@ from pytest_llmeval.engine.finish import RunSettings
 from pytest_llmeval.engine.runner import Evaluator, EvaluatorConfig
 from pytest_llmeval.engine.store import load_baseline_with_sha256, load_history
 from pytest_llmeval.errors import ConfigError, StateFileError
-from pytest_llmeval.judges import import_object, is_network_judge, load_judge
+from pytest_llmeval.judges import import_object, load_judge
 from pytest_llmeval.judges.base import Judge
 from pytest_llmeval.plugin.options import Settings
 
@@ -122,18 +120,11 @@ class RunResources:
         if not s.no_cache and s.cache_path.exists():
             return
         try:
-            judge = self.judge
+            evaluator = self.evaluator
         except pytest.UsageError:
             return  # reported where the judge is first needed, as usual
-        warm = getattr(judge, "warm_up", None)
-        if not callable(warm) or not is_network_judge(judge):
-            return
-
-        def run() -> None:
-            with contextlib.suppress(Exception):  # the first request reports any real problem
-                warm()
-
-        threading.Thread(target=run, name="llmeval-judge-warm-up", daemon=True).start()
+        if evaluator.network:  # the scheduler's own call at the first miss finds it started
+            evaluator.warm_up()
 
     def judge_options(self) -> dict[str, Any]:
         s = self.settings

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, TypeVar
 
+from pytest_llmeval.core import frozen
 from pytest_llmeval.core.verdict import JudgeIdentity, Usage
 from pytest_llmeval.judges import prompts
 from pytest_llmeval.judges.anthropic.errors import (
@@ -96,9 +97,10 @@ def import_sdk() -> ModuleType:
     the one pytest makes at its end and the interpreter's at exit (together about a second of
     CPU in a run of 100 judgements). So when this call is the one that imports the SDK, it
     does so with the collector paused (its previous state restored), then moves every object
-    alive at that moment to the permanent generation (``gc.freeze()``): objects made later
-    are collected as usual; one of the frozen that turns into cyclic garbage later stays in
-    memory until exit. An SDK the process had already imported is left as it was.
+    alive at that moment to the permanent generation (:func:`pytest_llmeval.core.frozen.freeze`,
+    ``gc.freeze()``): objects made later are collected as usual; one of the frozen that turns
+    into cyclic garbage later stays in memory until exit. An SDK the process had already
+    imported is left as it was.
     """
     with _SDK_IMPORT:
         if "anthropic" in sys.modules:
@@ -110,7 +112,7 @@ def import_sdk() -> ModuleType:
         try:
             import anthropic
 
-            gc.freeze()
+            frozen.freeze()
         finally:
             if enabled:
                 gc.enable()
