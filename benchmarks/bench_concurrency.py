@@ -168,7 +168,25 @@ def import_cost(repeat: int = 3) -> float:
     return max(0.0, best("import anthropic") - best("pass"))
 
 
-def run_pytest(project: Path, server_args: list[str], *args: str) -> Run:
+@dataclass(frozen=True)
+class PytestRun:
+    """One pytest run of ``project`` against its own fake server (also used by bench_ratelimit)."""
+
+    wall: float
+    started: float  # time.monotonic() just before the child started
+    proc: subprocess.CompletedProcess[str]
+    summary: dict[str, Any]  # the JSON report's summary
+    server: FakeServer
+
+    @property
+    def tail(self) -> str:
+        out = self.proc.stdout.strip()
+        return out.splitlines()[-1] if out else self.proc.stderr
+
+
+def run_against_server(project: Path, server_args: list[str], *args: str) -> PytestRun:
+    """pytest with no cache and a JSON report against a fake server started with
+    ``server_args``: its wall time, output, report summary and the server's record."""
     report = project / "report.json"
     with fake_server(*server_args) as server:
         t0 = time.perf_counter()
@@ -181,13 +199,20 @@ def run_pytest(project: Path, server_args: list[str], *args: str) -> Run:
             text=True,
         )
         wall = time.perf_counter() - t0
-    tail = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr
     if not report.exists():
+        tail = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr
         raise RuntimeError(f"pytest wrote no report (exit {proc.returncode}): {tail}")
     summary = json.loads(report.read_text(encoding="utf-8"))["summary"]
     report.unlink()
-    first = server.first_request
-    return Run(wall, summary, server.summary, tail, None if first is None else first - started)
+    return PytestRun(wall, started, proc, summary, server)
+
+
+def run_pytest(project: Path, server_args: list[str], *args: str) -> Run:
+    r = run_against_server(project, server_args, *args)
+    first = r.server.first_request
+    return Run(
+        r.wall, r.summary, r.server.summary, r.tail, None if first is None else first - r.started
+    )
 
 
 HAND_WRITTEN = """\

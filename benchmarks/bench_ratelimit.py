@@ -26,19 +26,15 @@ the targets.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 # the script's folder is on sys.path
-from bench_concurrency import environment, pytest_cmd, write_project
-from fake_server import fake_server
+from bench_concurrency import run_against_server, write_project
 
 TARGET_RATIO_60 = 1.2
 TARGET_WALL_10 = 13.1
@@ -63,23 +59,9 @@ class Run:
 
 
 def run_pytest(project: Path, server_args: list[str], *args: str) -> Run:
-    report = project / "report.json"
-    with fake_server(*server_args) as server:
-        t0 = time.perf_counter()
-        done = subprocess.run(
-            pytest_cmd("--llmeval-no-cache", "--llmeval-report", str(report), *args),
-            cwd=project,
-            env=environment(server.url),
-            capture_output=True,
-            text=True,
-        )
-        wall = time.perf_counter() - t0
-    if not report.exists():
-        raise RuntimeError(f"pytest wrote no report (exit {done.returncode}): {done.stdout[-500:]}")
-    summary = json.loads(report.read_text(encoding="utf-8"))["summary"]
-    report.unlink()
-    first = server.first_request or 0.0
-    return Run(wall, summary, [(t - first, status) for t, status in server.arrivals])
+    r = run_against_server(project, server_args, *args)
+    first = r.server.first_request or 0.0
+    return Run(r.wall, r.summary, [(t - first, status) for t, status in r.server.arrivals])
 
 
 def one(project: Path, server: list[str], concurrency: int, label: str, cases: int) -> Run:
