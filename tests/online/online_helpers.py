@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
 import multiprocessing
+import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from pytest_llmeval.online import EventStore
 
@@ -62,3 +66,43 @@ def ingest_at_once(
     for proc in procs:
         proc.join(120)
         assert proc.exitcode == 0
+
+
+def reader_rows_checked(obj: dict[str, object]) -> tuple[list[Any], Any]:
+    """The rows the line reader gives for ``obj`` as one JSONL line, checked against
+    ``parse_record``: the same row, or no row and the same error at line 1. Returns the rows
+    and parse_record's row (None when it raised)."""
+    from pytest_llmeval.online.ingest import LineReader
+    from pytest_llmeval.online.records import parse_record
+    from pytest_llmeval.online.values import RecordError
+
+    line = json.dumps(obj).encode()
+    reader = LineReader(io.BytesIO(line + b"\n"), "f.jsonl")
+    rows = list(reader)
+    try:
+        expected = parse_record(json.loads(line))
+    except RecordError as exc:
+        assert rows == []
+        assert [(e.line, e.field, e.message) for e in reader.errors] == [
+            (1, exc.field, exc.message)
+        ]
+        return rows, None
+    assert reader.errors == []
+    assert rows == [expected]
+    return rows, expected
+
+
+def fail_the_third_apply(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Make the store's third write inside a transaction fail like a disk error; the count of
+    writes tried so far."""
+    calls = {"n": 0}
+    real_apply = EventStore._apply
+
+    def flaky_apply(self: EventStore, *args: Any) -> tuple[int, int]:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise sqlite3.OperationalError("disk I/O error (simulated)")
+        return real_apply(self, *args)
+
+    monkeypatch.setattr(EventStore, "_apply", flaky_apply)
+    return calls

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import json
 import tempfile
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from online_helpers import reader_rows_checked
 
 from pytest_llmeval.online import EventStore
 
@@ -86,20 +86,4 @@ event_objects = st.builds(
 @given(obj=event_objects)
 def test_the_readers_fast_path_gives_what_parse_record_gives(obj: dict[str, object]) -> None:
     """Event lines the reader validates inline give the row (or the error) of parse_record."""
-    from pytest_llmeval.online.ingest import LineReader
-    from pytest_llmeval.online.records import parse_record
-    from pytest_llmeval.online.values import RecordError
-
-    line = json.dumps(obj).encode()
-    reader = LineReader(io.BytesIO(line + b"\n"), "f.jsonl")
-    rows = list(reader)
-    try:
-        expected = parse_record(json.loads(line))
-    except RecordError as exc:
-        assert rows == []
-        assert [(e.line, e.field, e.message) for e in reader.errors] == [
-            (1, exc.field, exc.message)
-        ]
-    else:
-        assert reader.errors == []
-        assert rows == [expected]
+    reader_rows_checked(obj)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from online_helpers import T0, ev, ingest_at_once, resp, write_jsonl
+from online_helpers import T0, ev, fail_the_third_apply, ingest_at_once, resp, write_jsonl
 
 from pytest_llmeval import online
 from pytest_llmeval.online import (
@@ -382,16 +382,7 @@ def test_a_failure_midway_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Mon
     path = write_jsonl(tmp_path / "e.jsonl", records)
     s = EventStore(tmp_path / "db.sqlite3")
     monkeypatch.setattr(online_store, "_CHUNK", 3)
-    calls = {"n": 0}
-    real_apply = EventStore._apply
-
-    def flaky_apply(self: EventStore, *args: Any) -> tuple[int, int]:
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise sqlite3.OperationalError("disk I/O error (simulated)")
-        return real_apply(self, *args)
-
-    monkeypatch.setattr(EventStore, "_apply", flaky_apply)
+    calls = fail_the_third_apply(monkeypatch)
     with pytest.raises(sqlite3.OperationalError):
         s.ingest_file(path)
     assert calls["n"] == 3  # two chunks had been written inside the transaction

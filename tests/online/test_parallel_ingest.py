@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from online_helpers import T0, ev, ingest_at_once, resp, write_jsonl
+from online_helpers import T0, ev, fail_the_third_apply, ingest_at_once, resp, write_jsonl
 
 from pytest_llmeval.online import EventStore, StoreError, ingest
 
@@ -87,16 +87,7 @@ def test_a_failure_midway_with_workers_leaves_nothing(
 ) -> None:
     path = write_jsonl(tmp_path / "e.jsonl", _records())
     store = EventStore(tmp_path / "db.sqlite3")
-    calls = {"n": 0}
-    real_apply = EventStore._apply
-
-    def flaky_apply(self: EventStore, *args: Any) -> tuple[int, int]:
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise sqlite3.OperationalError("disk I/O error (simulated)")
-        return real_apply(self, *args)
-
-    monkeypatch.setattr(EventStore, "_apply", flaky_apply)
+    fail_the_third_apply(monkeypatch)
     with pytest.raises(sqlite3.OperationalError):
         store.ingest_file(path, workers=2)
     assert store.counts() == {"responses": 0, "events": 0, "failures": 0}

@@ -8,11 +8,10 @@ import json
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from online_helpers import reader_rows_checked
 
 from pytest_llmeval.online import ingest
 from pytest_llmeval.online.ingest import LineReader
-from pytest_llmeval.online.records import parse_record
-from pytest_llmeval.online.values import RecordError
 
 # Each field: absent, or a value of a type the inline path takes or must leave to parse_record.
 values: st.SearchStrategy[object] = st.one_of(
@@ -42,19 +41,8 @@ response_objects = st.fixed_dictionaries(
 @settings(max_examples=400, deadline=None)
 @given(obj=response_objects)
 def test_the_readers_response_path_gives_what_parse_record_gives(obj: dict[str, object]) -> None:
-    line = json.dumps(obj).encode()
-    reader = LineReader(io.BytesIO(line + b"\n"), "f.jsonl")
-    rows = list(reader)
-    try:
-        expected = parse_record(json.loads(line))
-    except RecordError as exc:
-        assert rows == []
-        assert [(e.line, e.field, e.message) for e in reader.errors] == [
-            (1, exc.field, exc.message)
-        ]
-    else:
-        assert reader.errors == []
-        assert rows == [expected]
+    rows, expected = reader_rows_checked(obj)
+    if expected is not None:
         assert [type(v) for v in rows[0][1]] == [type(v) for v in expected[1]]
 
 
