@@ -138,6 +138,8 @@ ResponseRow = tuple[
 ]
 # (response_id or '', type, ts, session_id or '', delay_s or -1, metadata or '', event_id or '')
 EventRow = tuple[str, str, float, str, float, str, str]
+#: An event row without its metadata and event id (both empty).
+ShortEventRow = tuple[str, str, float, str, float]
 # (failure_id, response_id, session_id, question, messages, response, reason, source, ts, meta)
 FailureRow = tuple[
     str, str | None, str | None, str | None, str | None, str | None, str, str, float, str | None

@@ -12,7 +12,8 @@ ingest maintains so the dashboard never reads the events themselves:
   (the dashboard's ``unattributed_events``); they move into ``facts`` when the response comes.
 
 Each write recomputes the aggregates of the responses and sessions it touched from their
-events, at the end of its transaction, so they always equal what the events table says
+events, at the end of its transaction (a write touching most of the store rebuilds them all in
+one pass over the events: :data:`REBUILD`), so they always equal what the events table says
 whatever the order in which lines arrive (events before their response, a file twice).
 Version 3 adds ``sessions``: one row per session (its first and last shown response, first
 continuation and completion, lowest and highest variant and model), kept with ``facts`` at the
@@ -211,6 +212,7 @@ STAGE_TABLES = {
     "resp": "response_id, session_id, user_id, variant, experiment, model, question, messages,"
     " response, ts, metadata",
     "ev": "response_id, type, ts, session_id, delay_s, metadata, event_id",
+    "evs": "response_id, type, ts, session_id, delay_s",  # no metadata, no event id
     "fail": "failure_id, response_id, session_id, question, messages, response, reason, source,"
     " ts, metadata",
 }
@@ -235,10 +237,8 @@ def create(conn: sqlite3.Connection) -> None:
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
-def migrate_1_to_2(conn: sqlite3.Connection) -> None:
-    """Add the aggregate tables to a version-1 store and fill them from its events (inside the
-    caller's transaction; nothing of version 1 is changed)."""
-    _script(conn, _V2_TABLES)
+def _fill_aggregates(conn: sqlite3.Connection) -> None:
+    """Fill the (empty) ``facts`` and ``pending`` from every event and response."""
     agg = AGGREGATE.format(src="events")
     conn.execute(
         f"INSERT INTO facts (skey, response_id, ts, variant, model, {_SIG})"
@@ -253,6 +253,41 @@ def migrate_1_to_2(conn: sqlite3.Connection) -> None:
         f"INSERT INTO pending (response_id, {_SIG}) SELECT * FROM ({agg}) a"
         " WHERE NOT EXISTS (SELECT 1 FROM responses r WHERE r.response_id = a.response_id)"
     )
+
+
+# -- rebuilding every aggregate at the end of a write that touched most of the store: one pass
+# over the events key into temp._agg, then the aggregate tables from it, each in key order.
+REBUILD = (
+    "DELETE FROM temp._agg",
+    "INSERT INTO temp._agg " + AGGREGATE.format(src="events"),
+    "DELETE FROM facts",
+    "DELETE FROM pending",
+    "DELETE FROM sessions",
+    f"INSERT INTO facts (skey, response_id, ts, variant, model, {_SIG})"
+    f" SELECT COALESCE(r.session_id, ''), r.response_id, r.ts, r.variant, r.model, {_A_SIG}"
+    " FROM responses r LEFT JOIN temp._agg a ON a.response_id = r.response_id ORDER BY 1, 2",
+    f"INSERT INTO pending (response_id, {_SIG}) SELECT a.response_id, {_A_SIG} FROM temp._agg a"
+    " WHERE NOT EXISTS (SELECT 1 FROM responses r WHERE r.response_id = a.response_id)",
+    f"INSERT INTO facts (skey, response_id, ts, variant, model, {_SIG})"
+    + _SESSION_AGGREGATE.format(src="events"),
+    _SESSION_ROWS.format(where=""),
+    "DELETE FROM temp._agg",
+)
+
+
+def rebuild_aggregates(conn: sqlite3.Connection) -> None:
+    """Recompute ``facts``, ``pending`` and ``sessions`` from every event (inside the caller's
+    transaction): what :data:`UPKEEP` gives for every response and session at once, in one
+    pass over the events key instead of one lookup per touched response."""
+    for statement in REBUILD:
+        conn.execute(statement)
+
+
+def migrate_1_to_2(conn: sqlite3.Connection) -> None:
+    """Add the aggregate tables to a version-1 store and fill them from its events (inside the
+    caller's transaction; nothing of version 1 is changed)."""
+    _script(conn, _V2_TABLES)
+    _fill_aggregates(conn)
     conn.execute("PRAGMA user_version = 2")
 
 

@@ -79,7 +79,23 @@ _STAGED_RESPONSES = _UPSERT_RESPONSE.replace(
 )
 _STAGED_FAILURES = f"INSERT OR IGNORE INTO failures SELECT * FROM {schema.STAGE}.fail"
 _STAGED_EVENTS = f"INSERT OR IGNORE INTO events SELECT * FROM {schema.STAGE}.ev"
+_STAGED_SHORT_EVENTS = (
+    "INSERT OR IGNORE INTO events SELECT response_id, type, ts, session_id, delay_s, '', ''"
+    f" FROM {schema.STAGE}.evs"
+)
+# What a batch touched: the response ids of its events and responses, the sessions of its
+# events without one (only read while the write is not rebuilding every aggregate anyway).
+_STAGED_TOUCHED = " UNION ".join(
+    f"SELECT response_id FROM {schema.STAGE}.{table}" for table in ("evs", "ev", "resp")
+)
+_STAGED_SESSIONS = " UNION ".join(
+    f"SELECT session_id FROM {schema.STAGE}.{table} WHERE response_id = ''"
+    for table in ("evs", "ev")
+)
 _CHUNK = 20_000
+#: A write touching more response ids than this and than half the store's rebuilds every
+#: aggregate at its end instead of recomputing the touched ones (see ``EventStore._apply``).
+_FEW_TOUCHED = 50_000
 
 
 @dataclass
@@ -144,6 +160,8 @@ class EventStore(Recorder):
         self._conn = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None)
         self._touched: set[str] = set()
         self._sessions: set[str] = set()
+        self._rebuild = False  # this transaction rebuilds every aggregate (see _apply)
+        self._touched_limit = _FEW_TOUCHED
         try:
             self._conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
             self._init_schema(create)
@@ -225,18 +243,31 @@ class EventStore(Recorder):
         else:
             fill_stage(conn, schema.STAGE, batch)
         conn.execute(_STAGED_RESPONSES)
-        added_events = conn.execute(_STAGED_EVENTS).rowcount
+        added_events = conn.execute(_STAGED_SHORT_EVENTS).rowcount
+        added_events += conn.execute(_STAGED_EVENTS).rowcount
         added_failures = conn.execute(_STAGED_FAILURES).rowcount
-        self._touched.update(batch.touched)
-        self._sessions.update(batch.sessions)
+        if not self._rebuild:
+            self._touched.update(row[0] for row in conn.execute(_STAGED_TOUCHED))
+            self._touched.discard("")
+            self._sessions.update(row[0] for row in conn.execute(_STAGED_SESSIONS))
+            if len(self._touched) > self._touched_limit:
+                # Most of the store is touched: one pass over every event at the end costs at
+                # most about twice what recomputing the touched ones would (their events are
+                # at least half of all), without a lookup per touched response.
+                self._rebuild = True
+                self._touched, self._sessions = set(), set()
         return added_events, added_failures
 
     def _upkeep(self) -> None:
         """Recompute the aggregates of what this transaction touched (see :mod:`.schema`)."""
+        if self._rebuild:
+            schema.rebuild_aggregates(self._conn)
+            return
         touched, sessions = self._touched, self._sessions
         self._touched, self._sessions = set(), set()
-        self._conn.executemany("INSERT INTO temp._rid VALUES (?)", ((t,) for t in touched))
-        self._conn.executemany("INSERT INTO temp._sid VALUES (?)", ((s,) for s in sessions))
+        # in key order, each id lands next to the previous one in the temporary tables
+        self._conn.executemany("INSERT INTO temp._rid VALUES (?)", ((t,) for t in sorted(touched)))
+        self._conn.executemany("INSERT INTO temp._sid VALUES (?)", ((s,) for s in sorted(sessions)))
         for statement in schema.UPKEEP:
             self._conn.execute(statement)
 
@@ -247,6 +278,8 @@ class EventStore(Recorder):
         reported with its line number in the whole input."""
         self._touched, self._sessions = set(), set()
         before = self._count("responses")
+        self._rebuild = False
+        self._touched_limit = max(_FEW_TOUCHED, (before + self._count("pending")) // 2)
         done = _Ingested()
         base = 0
         for part in parts:
