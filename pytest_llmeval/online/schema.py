@@ -157,11 +157,13 @@ _SIG = ", ".join(SIGNALS)
 _A_SIG = ", ".join(f"a.{n}" for n in SIGNALS)
 
 # -- upkeep at the end of a transaction: the touched response ids are in temp._rid, the touched
-# sessions (events without a response id) in temp._sid. Each touched response's aggregates are
+# sessions (events without a response id) in temp._sid. Every join starts from them (CROSS JOIN
+# keeps that order: without statistics the planner would scan every response instead, 0.4 s a
+# one-event write into a 10M-event store). Each touched response's aggregates are
 # recomputed from its events (one range of the events key) rather than merged chunk by chunk,
 # so a response written to by many chunks is rewritten once.
 _MOVED = (
-    "SELECT r.response_id FROM temp._rid t JOIN responses r ON r.response_id = t.response_id"
+    "SELECT r.response_id FROM temp._rid t CROSS JOIN responses r ON r.response_id = t.response_id"
     " WHERE r.session_id IS NOT NULL"
 )
 UPKEEP = (
@@ -175,7 +177,7 @@ UPKEEP = (
     f"DELETE FROM facts WHERE skey = '' AND response_id IN ({_MOVED})",
     f"INSERT OR REPLACE INTO facts (skey, response_id, ts, variant, model, {_SIG})"
     f" SELECT COALESCE(r.session_id, ''), r.response_id, r.ts, r.variant, r.model, {_A_SIG}"
-    " FROM temp._rid t JOIN responses r ON r.response_id = t.response_id"
+    " FROM temp._rid t CROSS JOIN responses r ON r.response_id = t.response_id"
     " LEFT JOIN temp._agg a ON a.response_id = t.response_id",
     "DELETE FROM pending WHERE response_id IN (SELECT response_id FROM temp._rid)",
     f"INSERT INTO pending (response_id, {_SIG}) SELECT a.response_id, {_A_SIG} FROM temp._agg a"
@@ -188,7 +190,7 @@ UPKEEP = (
     ),
     # the touched sessions' rows, from their facts (a session's rows only ever grow)
     _SESSION_ROWS.format(
-        where="AND skey IN (SELECT r.session_id FROM temp._rid t JOIN responses r"
+        where="AND skey IN (SELECT r.session_id FROM temp._rid t CROSS JOIN responses r"
         " ON r.response_id = t.response_id WHERE r.session_id IS NOT NULL"
         " UNION SELECT session_id FROM temp._sid)"
     ),

@@ -89,3 +89,18 @@ def test_a_small_write_into_a_big_store_recomputes_only_what_it_touched(
     assert calls["n"] == 0
     assert store.metric("copy_rate", window=None, until=T0 + 1).numerator == 8
     store.close()
+
+
+def test_the_upkeep_of_a_write_reads_only_what_it_touched(tmp_path: Path) -> None:
+    """Every upkeep statement starts from the touched ids: none scans the responses, the
+    events or the aggregates (a scan made each one-event write into a 10M-event store take
+    0.4 s)."""
+    store = EventStore(tmp_path / "db.sqlite3")
+    store.ingest_file(_files(tmp_path)[0])
+    scans = []
+    for statement in online_schema.UPKEEP:
+        for *_, detail in store.query("EXPLAIN QUERY PLAN " + statement):
+            if detail.startswith("SCAN") and detail not in ("SCAN t", "SCAN a", "SCAN temp._sid"):
+                scans.append((statement[:60], detail))
+    assert scans == []
+    store.close()
