@@ -484,6 +484,9 @@ def test_a_version_1_store_is_migrated_on_open_and_keeps_every_event(tmp_path: P
     conn.close()
     migrated = EventStore(old, create=False)
     assert migrated.query("PRAGMA user_version")[0][0] == online.SCHEMA_VERSION == 3
+    # a new store gets 16 KiB pages; an existing one keeps the page size it was written with
+    assert fresh.query("PRAGMA page_size") == [(16384,)]
+    assert migrated.query("PRAGMA page_size") == [(4096,)]
     assert migrated.counts() == fresh.counts() == {"responses": 3, "events": 7, "failures": 0}
     for until in (T0 + 100, T0 + 11.5):
         args: dict[str, Any] = {"window": None, "until": until, "by": "variant"}
