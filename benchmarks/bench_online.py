@@ -228,7 +228,8 @@ def main() -> None:
             os.sync()
         print(
             f"generated {args.responses:,} responses + {args.events:,} events "
-            f"({size_mb:.0f} MB) in {gen_s:.1f} s; written to disk in {time.perf_counter() - t0:.1f} s"
+            f"({size_mb:.0f} MB) in {gen_s:.1f} s; "
+            f"written to disk in {time.perf_counter() - t0:.1f} s"
         )
 
         from pytest_llmeval.online import ingest
