@@ -78,6 +78,9 @@ def test_an_in_process_run_hands_the_objects_back(pytester: pytest.Pytester) -> 
     pytester.makeconftest(CONFTEST)
     pytester.makeini("[pytest]\nllmeval_judge = local\n")
     pytester.makefile(".jsonl", llmeval_small=CASES)
+    # An earlier test in this process may have imported the Claude SDK, which freezes its
+    # objects (the plugin then leaves the collector alone): start from nothing frozen.
+    gc.unfreeze()
     assert gc.get_freeze_count() == 0
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
