@@ -27,21 +27,31 @@ before the ratios says which decoder ran).
 into two tables, no validation and no event identity (a lower bound for a DuckDB store), and
 the copy/retry/thumb counts by variant as one SQL aggregate over every event.
 
+Then ``--small-writes`` (200) one-event writes (``record_copy``, each its own transaction) into
+the loaded store: what an application recording events one at a time pays.
+
 Run: ``python benchmarks/bench_online.py [--10m | --events N] [--responses M] [--workers N]
-[--duckdb]``
+[--page-size BYTES] [--small-writes N] [--phases] [--duckdb]``
+
+``--phases`` also prints the writer's CPU and wall seconds per phase of the ingest (receiving
+parts from the workers, inserting them, the aggregate upkeep at the end, the commit).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
+import sqlite3
+import statistics
 import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_llmeval.online import EventStore
+from pytest_llmeval.online import EventStore, ingest
+from pytest_llmeval.online import store as store_module
 
 # event type -> weight (percent) in the generated stream
 EVENT_MIX = {
@@ -194,6 +204,50 @@ def seed_events(path: str) -> list[OnlineEvent]:
     return events
 
 
+class WriterPhases:
+    """While entered, the writer's CPU and wall seconds per phase of an ingest: waiting for
+    and receiving parts from the workers, inserting parts, the aggregate upkeep (or rebuild)
+    at the end, and the commit (with SQLite's WAL checkpoint)."""
+
+    PHASES = (
+        ("receive", ingest._Worker, "receive"),
+        ("insert parts", store_module.EventStore, "_apply"),
+        ("upkeep", store_module.EventStore, "_upkeep"),
+        ("commit", store_module._Tx, "__exit__"),
+    )
+
+    def __init__(self) -> None:
+        self.cpu = dict.fromkeys((name for name, _, _ in self.PHASES), 0.0)
+        self.wall = dict(self.cpu)
+        self._saved: list[tuple[Any, str, Any]] = []
+
+    def __enter__(self) -> WriterPhases:
+        for name, owner, attr in self.PHASES:
+            real = getattr(owner, attr)
+            self._saved.append((owner, attr, real))
+            setattr(owner, attr, self._timed(name, real))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for owner, attr, real in self._saved:
+            setattr(owner, attr, real)
+
+    def _timed(self, name: str, real: Any) -> Any:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            c0, w0 = time.process_time(), time.perf_counter()
+            try:
+                return real(*args, **kwargs)
+            finally:
+                self.cpu[name] += time.process_time() - c0
+                self.wall[name] += time.perf_counter() - w0
+
+        return timed
+
+    def line(self) -> str:
+        parts = ", ".join(f"{n} {self.cpu[n]:.1f} s CPU / {self.wall[n]:.1f} s" for n in self.cpu)
+        return f"writer phases: {parts}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -205,6 +259,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
         "--workers", type=int, default=None, help="parse processes (default: the store's own)"
+    )
+    parser.add_argument(
+        "--page-size", type=int, default=0, help="SQLite page size (default: the store's own)"
+    )
+    parser.add_argument(
+        "--small-writes", type=int, default=200, help="one-event writes timed after the ingest"
+    )
+    parser.add_argument(
+        "--phases", action="store_true", help="the writer's CPU and wall time per ingest phase"
     )
     args = parser.parse_args()
     if args.ten_million:
@@ -232,14 +295,22 @@ def main() -> None:
             f"written to disk in {time.perf_counter() - t0:.1f} s"
         )
 
-        from pytest_llmeval.online import ingest
-
-        store = EventStore(os.path.join(tmp, "online.sqlite3"))
+        db_path = os.path.join(tmp, "online.sqlite3")
+        if args.page_size:  # an empty file of that page size: the store is created in it
+            conn = sqlite3.connect(db_path)
+            conn.execute(f"PRAGMA page_size = {args.page_size}")
+            conn.execute("VACUUM")
+            conn.close()
+        store = EventStore(db_path)
         load0 = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        phases = WriterPhases() if args.phases else None
         t0, c0, k0 = time.perf_counter(), time.process_time(), children_cpu()
-        report = store.ingest_file(path, workers=args.workers)
+        with phases or contextlib.nullcontext():
+            report = store.ingest_file(path, workers=args.workers)
         ingest_s, ingest_cpu = time.perf_counter() - t0, time.process_time() - c0
         workers_cpu = children_cpu() - k0
+        if phases is not None:
+            print(phases.line())
         assert report.events_added == args.events and not report.errors, report.to_dict()
         lines = args.events + args.responses
         workers = ingest.worker_count(os.path.getsize(path), args.workers)
@@ -268,6 +339,18 @@ def main() -> None:
         for name in ("copy_rate", "rephrase_retry_rate", "thumbs_down_rate", "positive_rate"):
             m = dash[name]
             print(f"  {name}: {m['rate']:.4f} ({m['numerator']:,}/{m['denominator']:,})")
+        # what an application recording events one at a time pays on a store this big
+        writes = []
+        for i in range(args.small_writes):
+            t0 = time.perf_counter()
+            store.record_copy(f"s{i // 4}", f"r{i * 7919 % args.responses}", timestamp=now)
+            writes.append(time.perf_counter() - t0)
+        if writes:
+            print(
+                f"one-event writes (record_copy, each its own transaction) into the loaded store: "
+                f"median {statistics.median(writes) * 1e3:.2f} ms, max {max(writes) * 1e3:.2f} ms"
+                f" over {len(writes)}"
+            )
         (page_size,) = store.query("PRAGMA page_size")[0]
         store.close()
         rss_mib = peak_rss_mib()
