@@ -1,7 +1,7 @@
 """``llmeval online``, ``llmeval shadow`` and ``llmeval flywheel``: the production side.
 
-* ``llmeval online ingest FILE... [--strict]`` — JSONL events into the store (exit 1 when a file
-  was rejected; skipped lines are reported on stderr).
+* ``llmeval online ingest FILE... [--strict] [--workers N]`` — JSONL events into the store (exit
+  1 when a file was rejected; skipped lines are reported on stderr).
 * ``llmeval online dashboard --window 24h [--by variant] [--until TS] [--json]``.
 * ``llmeval online ab --experiment ID --metric copy_rate [--guardrail M ...] [--json]`` —
   per-user A/B readout (exit 1 on a sample-ratio mismatch).
@@ -80,14 +80,22 @@ def _alpha(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
+def _int_at_least(text: str, least: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be >= {least}, got {text}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    return _int_at_least(text, 1)
+
+
+def _count(text: str) -> int:
+    return _int_at_least(text, 0)
 
 
 def _check_metrics(*names: str) -> None:
@@ -146,6 +154,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     ingest.add_argument("files", nargs="+", metavar="FILE")
     ingest.add_argument("--strict", action="store_true", help="reject a file with any bad line")
+    ingest.add_argument(
+        "--workers",
+        type=_count,
+        default=None,
+        help="processes parsing each file of 16 MiB or more (default: one per CPU, at most 4; "
+        "0: parse in this process)",
+    )
     _common(ingest)
     ingest.set_defaults(func=_cmd_ingest)
 
@@ -362,7 +377,9 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     except StoreError as exc:
         raise CLIError(str(exc)) from None
     with store:
-        report = _run(lambda: store.ingest_files(args.files, strict=args.strict))
+        report = _run(
+            lambda: store.ingest_files(args.files, strict=args.strict, workers=args.workers)
+        )
     for error in report.errors[:_MAX_ERRORS_SHOWN]:
         print(f"llmeval: {error}", file=sys.stderr)
     if len(report.errors) > _MAX_ERRORS_SHOWN:

@@ -90,6 +90,27 @@ def test_ingest_reports_counts_and_is_idempotent(
     assert (again["responses_added"], again["events_added"], again["duplicates"]) == (0, 0, 8)
 
 
+def test_ingest_with_parse_workers_or_none_stores_the_same(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    records = [*events(40, "v1", "control", 9, 7), "{oops"]
+    src = write(tmp_path / "e.jsonl", records)
+    outputs = []
+    for workers in ("0", "2"):
+        db = str(tmp_path / f"db{workers}.sqlite3")
+        code, out, err = run(capsys, "online", "ingest", str(src), "--db", db, "--workers", workers)
+        assert code == 0 and f"{src}:{len(records)}: invalid JSON" in err
+        until = ("--until", str(T0 + 10_000))
+        _, dash, _ = run(capsys, "online", "dashboard", "--db", db, "--window", "all", *until)
+        outputs.append((out, dash))
+    assert outputs[0] == outputs[1]
+    assert "40 responses, 16 events" in outputs[0][0]
+    with pytest.raises(SystemExit) as exit_info:
+        run(capsys, "online", "ingest", str(src), "--workers", "-1")
+    assert exit_info.value.code == 2
+    assert "argument --workers: must be >= 0, got -1" in capsys.readouterr().err
+
+
 def test_ingest_bad_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     src = write(tmp_path / "e.jsonl", [*events(2, "v1", "control", 0, 0), "{oops", {"type": "x"}])
     path = str(tmp_path / "db.sqlite3")
