@@ -68,21 +68,19 @@ import argparse
 import contextlib
 import json
 import os
-import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 # the script's folder is on sys.path
 import bench_concurrency
 from bench_concurrency import environment, pytest_cmd, run_against_server, write_project
-from fake_server import FAKE_SERVER, LISTEN_BACKLOG, FakeServer
+from fake_server import FakeServer, fake_server
 
 PROMPTFOO_VERSION = "0.121.20"
 PROMPTFOO_PREFIX = "/tmp/peer-promptfoo"
@@ -248,38 +246,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@contextlib.contextmanager
-def promptfoo_server(port: int, *args: str) -> Iterator[FakeServer]:
+def promptfoo_server(port: int, *args: str) -> contextlib.AbstractContextManager[FakeServer]:
     """The fake from ``PROMPTFOO_BOOT`` on ``port``, with the fake's own arguments; stopped
     (SIGTERM) on leaving, when its record is read."""
-    with tempfile.TemporaryDirectory(prefix="peer_promptfoo_server_") as tmp:
-        record = Path(tmp) / "arrivals.json"
-        boot = [sys.executable, "-c", PROMPTFOO_BOOT, str(LISTEN_BACKLOG), str(FAKE_SERVER)]
-        proc = subprocess.Popen(
-            [*boot, str(record), "--port", str(port), *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        server = FakeServer(url="")
-        try:
-            assert proc.stdout is not None
-            server.url = proc.stdout.readline().strip()
-            if not server.url.startswith("http://127.0.0.1:"):
-                raise BenchError(f"promptfoo's fake server did not start: {server.url!r}")
-            yield server
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                _, err = proc.communicate(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                _, err = proc.communicate()
-            lines = err.strip().splitlines()
-            server.summary = lines[-1] if lines else ""
-            if record.exists():
-                raw = json.loads(record.read_text(encoding="utf-8"))
-                server.arrivals = [(float(t), int(status)) for t, status in raw]
+    return fake_server(*args, boot=PROMPTFOO_BOOT, port=port)
 
 
 def write_promptfoo(root: Path, cases: int, sut_latency: float, concurrency: int) -> Path:

@@ -69,14 +69,20 @@ class FakeServer:
 
 
 @contextlib.contextmanager
-def fake_server(*args: str, backlog: int = LISTEN_BACKLOG) -> Iterator[FakeServer]:
+def fake_server(
+    *args: str, backlog: int = LISTEN_BACKLOG, boot: str = BOOT, port: int = 0
+) -> Iterator[FakeServer]:
     """The fake in a subprocess with the fake's own arguments (``--latency``, ``--rpm``,
-    ``--rpm-window``, ``--no-limit-headers``, ...); stopped (SIGTERM) on leaving."""
+    ``--rpm-window``, ``--no-limit-headers``, ...); stopped (SIGTERM) on leaving.
+
+    ``boot`` is the code the subprocess runs, with :data:`BOOT`'s arguments (a peer's benchmark
+    passes its own, which sets the fake's ``responder`` to answer in the peer's format); ``port``
+    0 takes a free one."""
     with tempfile.TemporaryDirectory(prefix="fake_server_") as tmp:
         record = Path(tmp) / "arrivals.json"
-        boot = [sys.executable, "-c", BOOT, str(backlog), str(FAKE_SERVER), str(record)]
+        command = [sys.executable, "-c", boot, str(backlog), str(FAKE_SERVER), str(record)]
         proc = subprocess.Popen(
-            [*boot, "--port", "0", *args],
+            [*command, "--port", str(port), *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
