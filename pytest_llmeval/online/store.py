@@ -202,9 +202,9 @@ class EventStore(Recorder):
             raise StoreError(f"{self.path} is not an event store (schema version {version})")
         if version == 0:
             # Only a new, empty file takes it (an existing store keeps its page size). At 10M
-            # events, 16 KiB pages ingest in 37 s against 45 s with 4 KiB, the dashboard takes
-            # 1.16 s against 1.47 s and a one-event write 0.33 ms against 1.3 ms
-            # (benchmarks/bench_online.py); 64 KiB pages make each small write cost more.
+            # events 16 KiB pages cost the writer 30 s of CPU against 37 s with 4 KiB, and a
+            # one-event write 0.71 ms against 0.95 ms (benchmarks/bench_online.py --page-size);
+            # larger pages make every small write copy more bytes.
             self._conn.execute(f"PRAGMA page_size = {_PAGE_SIZE}")
         self._conn.execute("PRAGMA journal_mode = WAL")
         with self._write():
