@@ -45,7 +45,8 @@ Workload, every run a fresh process timed from outside (start-up included, for a
 Servers. Ours runs against ``benchmarks/fake_server.py``'s fake (its default reply is this
 plugin's verdict JSON). The peers run against the same fake (``tests/fake_anthropic.py``, same
 ``--latency``/``--rpm``/``--rpm-window``) in its own process, started by this script's own boot
-(``PEER_BOOT``): it sets the fake's ``responder`` to answer inspect_ai's grading prompt with a
+(``PEER_BOOT``, run by ``fake_server.fake_server`` with the same listen backlog as ours): it
+sets the fake's ``responder`` to answer inspect_ai's grading prompt with a
 ``GRADE: C`` text and deepeval's GEval prompts with their JSON (``{"steps": [...]}``,
 ``{"reason": ..., "score": 9}``), and records each request's arrival, status and kind. Every
 run is checked: a judge request per case at the server (of the peer's kind for a peer; none on
@@ -69,13 +70,11 @@ import json
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,7 +82,7 @@ from typing import Any
 # the script's folder is on sys.path
 import bench_concurrency
 from bench_concurrency import environment, pytest_cmd, run_against_server, write_project
-from fake_server import FAKE_SERVER, FakeServer
+from fake_server import FakeServer, fake_server
 
 PEERS = ("inspect_ai", "deepeval")
 PEER_PACKAGES = ("inspect_ai", "deepeval", "anthropic")
@@ -95,8 +94,9 @@ GROUND_TRUTH = "Five days after delivery."
 # each peer's grading prompts in that peer's format; the rest gets the fake's default (this
 # plugin's verdict JSON). On SIGTERM: (arrival, status, kind) of every /v1/messages request.
 PEER_BOOT = """\
-import importlib.util, json, sys
-spec = importlib.util.spec_from_file_location("fake_anthropic_peer", sys.argv[1])
+import importlib.util, json, socketserver, sys
+socketserver.TCPServer.request_queue_size = int(sys.argv[1])
+spec = importlib.util.spec_from_file_location("fake_anthropic_peer", sys.argv[2])
 fake = sys.modules["fake_anthropic_peer"] = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(fake)
 
@@ -143,14 +143,14 @@ def start_answering(self):
 
 
 def stop_and_record(self):
-    with open(sys.argv[2], "w", encoding="utf-8") as out:
+    with open(sys.argv[3], "w", encoding="utf-8") as out:
         json.dump([[r.time, r.status, kind(r.body)] for r in self.message_requests()], out)
     stop(self)
 
 
 fake.FakeAnthropic.start = start_answering
 fake.FakeAnthropic.stop = stop_and_record
-sys.exit(fake.main(sys.argv[3:]))
+sys.exit(fake.main(sys.argv[4:]))
 """
 
 INSPECT_DRIVER = (
@@ -282,43 +282,10 @@ PEER_ENV = {
 }
 
 
-@dataclass
-class PeerServer(FakeServer):
-    """``FakeServer`` whose record also tells each request's kind (whose prompt it was)."""
-
-    kinds: list[str] = field(default_factory=list)
-
-
-@contextlib.contextmanager
-def peer_server(*args: str) -> Iterator[PeerServer]:
-    """The fake with the peers' responder in a subprocess (``PEER_BOOT``), like
-    ``fake_server.fake_server``; stopped (SIGTERM) on leaving."""
-    with tempfile.TemporaryDirectory(prefix="peer_server_") as tmp:
-        record = Path(tmp) / "arrivals.json"
-        boot = [sys.executable, "-c", PEER_BOOT, str(FAKE_SERVER), str(record)]
-        proc = subprocess.Popen(
-            [*boot, "--port", "0", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        server = PeerServer(url="")
-        try:
-            assert proc.stdout is not None
-            server.url = proc.stdout.readline().strip()
-            if not server.url.startswith("http://127.0.0.1:"):
-                raise RuntimeError(f"the fake server did not start: {server.url!r}")
-            yield server
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                _, err = proc.communicate(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                _, err = proc.communicate()
-            lines = err.strip().splitlines()
-            server.summary = lines[-1] if lines else ""
-            if record.exists():
-                raw = json.loads(record.read_text(encoding="utf-8"))
-                server.arrivals = [(float(t), int(s)) for t, s, _ in raw]
-                server.kinds = [str(k) for _, _, k in raw]
+def peer_server(*args: str) -> contextlib.AbstractContextManager[FakeServer]:
+    """The fake with the peers' responder (``PEER_BOOT``: fake_server's arguments, the same
+    listen backlog), each request recorded with its kind; stopped (SIGTERM) on leaving."""
+    return fake_server(*args, boot=PEER_BOOT)
 
 
 @dataclass

@@ -61,6 +61,8 @@ class FakeServer:
     url: str
     summary: str = ""  # its last stderr line: requests by status, the span they arrived over
     arrivals: list[tuple[float, int]] = field(default_factory=list)  # (monotonic, status)
+    # a third value per request when the boot records one (a peer's: whose prompt it was)
+    kinds: list[str] = field(default_factory=list)
 
     @property
     def first_request(self) -> float | None:
@@ -105,4 +107,5 @@ def fake_server(
             server.summary = lines[-1] if lines else ""
             if record.exists():
                 raw = json.loads(record.read_text(encoding="utf-8"))
-                server.arrivals = [(float(t), int(status)) for t, status in raw]
+                server.arrivals = [(float(row[0]), int(row[1])) for row in raw]
+                server.kinds = [str(row[2]) for row in raw if len(row) > 2]
