@@ -467,6 +467,16 @@ def serve(source: IO[bytes] | None = None, sink: IO[bytes] | None = None) -> Non
         sink.flush()
 
 
+def serve_quietly() -> None:
+    """A worker process's entry: :func:`serve`, and a quiet exit once the writer is gone (it
+    was killed, or Ctrl-C reached the whole process group): no traceback for a closed pipe or
+    an interrupt, which would only repeat on the user's terminal once per worker."""
+    try:
+        serve()
+    except (BrokenPipeError, KeyboardInterrupt):
+        os._exit(1)  # not sys.exit: flushing the closed pipe at exit would raise again
+
+
 class _Worker:
     """One worker process (``python -c`` running :func:`serve`). A plain subprocess rather
     than :mod:`multiprocessing`, which would import the caller's ``__main__`` again in every
@@ -478,7 +488,7 @@ class _Worker:
 
         # The worker imports what this process imports: the same sys.path, in the same order.
         code = f"import sys; sys.path[:] = {sys.path!r}; "
-        code += "from pytest_llmeval.online.ingest import serve; serve()"
+        code += "from pytest_llmeval.online.ingest import serve_quietly; serve_quietly()"
         self.proc = subprocess.Popen(
             [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE
         )

@@ -152,6 +152,39 @@ def test_a_workers_loop_answers_each_task_in_order_errors_included(tmp_path: Pat
     assert answers[0][1].batch.rows == 2 and isinstance(answers[1][1], StoreError)
 
 
+@pytest.mark.parametrize("how", ["writer gone", "interrupted"])
+def test_a_worker_whose_writer_is_gone_exits_without_a_traceback(tmp_path: Path, how: str) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = write_jsonl(tmp_path / "e.jsonl", [ev("copy", f"r{i}", T0) for i in range(2000)])
+    stat = os.stat(path)
+    task = pickle.dumps((str(path), 0, stat.st_size, (stat.st_dev, stat.st_ino), False))
+    code = "from pytest_llmeval.online.ingest import serve_quietly; serve_quietly()"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    if how == "writer gone":
+        proc.stdout.close()  # the writer died: its end of the pipe is closed
+        proc.stdin.write(len(task).to_bytes(8, "little") + task)
+        proc.stdin.flush()
+    else:
+        time.sleep(0.5)  # Ctrl-C reaches the whole process group, the worker included
+        proc.send_signal(signal.SIGINT)
+    try:
+        err = proc.stderr.read()
+    finally:
+        proc.stdin.close()
+    assert proc.wait(timeout=30) == 1
+    assert err == b""
+
+
 @pytest.mark.parametrize("size", [0, 1, 50, 2000, 2001, 10_000])
 def test_parts_cover_the_file_and_end_at_line_ends(tmp_path: Path, size: int) -> None:
     path = tmp_path / "e.jsonl"
