@@ -239,32 +239,13 @@ def create(conn: sqlite3.Connection) -> None:
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
-def _fill_aggregates(conn: sqlite3.Connection) -> None:
-    """Fill the (empty) ``facts`` and ``pending`` from every event and response."""
-    agg = AGGREGATE.format(src="events")
-    conn.execute(
-        f"INSERT INTO facts (skey, response_id, ts, variant, model, {_SIG})"
-        f" SELECT COALESCE(r.session_id, ''), r.response_id, r.ts, r.variant, r.model, {_A_SIG}"
-        f" FROM responses r LEFT JOIN ({agg}) a ON a.response_id = r.response_id"
-    )
-    conn.execute(
-        f"INSERT INTO facts (skey, response_id, ts, variant, model, {_SIG})"
-        f" {_SESSION_AGGREGATE.format(src='events')}"
-    )
-    conn.execute(
-        f"INSERT INTO pending (response_id, {_SIG}) SELECT * FROM ({agg}) a"
-        " WHERE NOT EXISTS (SELECT 1 FROM responses r WHERE r.response_id = a.response_id)"
-    )
-
-
-# -- rebuilding every aggregate at the end of a write that touched most of the store: one pass
-# over the events key into temp._agg, then the aggregate tables from it, each in key order.
-REBUILD = (
+# -- every aggregate from every event: one pass over the events key into temp._agg, then
+# ``facts`` and ``pending`` from it, each in key order (into empty tables). The migration from
+# version 1 runs it as is; a write that touched most of the store first empties the tables.
+_FILL = (
+    TEMP_TABLES[1],  # temp._agg (a migration runs before the store creates its temp tables)
     "DELETE FROM temp._agg",
     "INSERT INTO temp._agg " + AGGREGATE.format(src="events"),
-    "DELETE FROM facts",
-    "DELETE FROM pending",
-    "DELETE FROM sessions",
     f"INSERT INTO facts (skey, response_id, ts, variant, model, {_SIG})"
     f" SELECT COALESCE(r.session_id, ''), r.response_id, r.ts, r.variant, r.model, {_A_SIG}"
     " FROM responses r LEFT JOIN temp._agg a ON a.response_id = r.response_id ORDER BY 1, 2",
@@ -272,8 +253,14 @@ REBUILD = (
     " WHERE NOT EXISTS (SELECT 1 FROM responses r WHERE r.response_id = a.response_id)",
     f"INSERT INTO facts (skey, response_id, ts, variant, model, {_SIG})"
     + _SESSION_AGGREGATE.format(src="events"),
-    _SESSION_ROWS.format(where=""),
     "DELETE FROM temp._agg",
+)
+REBUILD = (
+    "DELETE FROM facts",
+    "DELETE FROM pending",
+    "DELETE FROM sessions",
+    *_FILL,
+    _SESSION_ROWS.format(where=""),
 )
 
 
@@ -289,7 +276,8 @@ def migrate_1_to_2(conn: sqlite3.Connection) -> None:
     """Add the aggregate tables to a version-1 store and fill them from its events (inside the
     caller's transaction; nothing of version 1 is changed)."""
     _script(conn, _V2_TABLES)
-    _fill_aggregates(conn)
+    for statement in _FILL:
+        conn.execute(statement)
     conn.execute("PRAGMA user_version = 2")
 
 
