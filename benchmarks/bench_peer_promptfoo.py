@@ -80,21 +80,17 @@ from pathlib import Path
 # the script's folder is on sys.path
 import bench_concurrency
 from bench_concurrency import environment, pytest_cmd, run_against_server, write_project
-from fake_server import FakeServer, fake_server
+from fake_server import FakeServer, boot, fake_server
 
 PROMPTFOO_VERSION = "0.121.20"
 PROMPTFOO_PREFIX = "/tmp/peer-promptfoo"
 MODEL = "claude-haiku-4-5"
 RUN_TIMEOUT = 600.0
 
-# argv: backlog, the fake's path, the record file, then the fake's own arguments (as in
-# fake_server.py's BOOT, plus promptfoo's reply format and the temperature it sends).
-PROMPTFOO_BOOT = """\
-import importlib.util, json, re, socketserver, sys
-socketserver.TCPServer.request_queue_size = int(sys.argv[1])
-spec = importlib.util.spec_from_file_location("fake_anthropic_peer", sys.argv[2])
-fake = sys.modules["fake_anthropic_peer"] = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(fake)
+# The fake's boot (fake_server.boot) answering promptfoo's rubric in its format and taking
+# the temperature promptfoo sends.
+PROMPTFOO_BOOT = boot("""
+import re
 MARK = re.compile(r"\\[\\[score=([01](?:\\.\\d+)?)\\]\\]")
 check_params = fake._check_params
 
@@ -115,25 +111,9 @@ def rubric(body):
     return fake.Reply.plain(json.dumps(verdict))
 
 
-start, stop = fake.FakeAnthropic.start, fake.FakeAnthropic.stop
-
-
-def start_answering_rubrics(self):
-    self.responder = rubric
-    return start(self)
-
-
-def stop_and_record(self):
-    with open(sys.argv[3], "w", encoding="utf-8") as out:
-        json.dump([[r.time, r.status] for r in self.message_requests()], out)
-    stop(self)
-
-
 fake._check_params = accept_temperature
-fake.FakeAnthropic.start = start_answering_rubrics
-fake.FakeAnthropic.stop = stop_and_record
-sys.exit(fake.main(sys.argv[4:]))
-"""
+responder = rubric
+""")
 
 SUT_JS = """\
 // The SUT: waits {sut_ms} ms (a network-bound call), then gives bench_concurrency's SUT answer.

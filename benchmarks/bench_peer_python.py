@@ -82,7 +82,7 @@ from typing import Any
 # the script's folder is on sys.path
 import bench_concurrency
 from bench_concurrency import environment, pytest_cmd, run_against_server, write_project
-from fake_server import FakeServer, fake_server
+from fake_server import FakeServer, boot, fake_server
 
 PEERS = ("inspect_ai", "deepeval")
 PEER_PACKAGES = ("inspect_ai", "deepeval", "anthropic")
@@ -93,23 +93,9 @@ GROUND_TRUTH = "Five days after delivery."
 # argv: the fake's path, the record file, then the fake's own arguments. The responder answers
 # each peer's grading prompts in that peer's format; the rest gets the fake's default (this
 # plugin's verdict JSON). On SIGTERM: (arrival, status, kind) of every /v1/messages request.
-PEER_BOOT = """\
-import importlib.util, json, socketserver, sys
-socketserver.TCPServer.request_queue_size = int(sys.argv[1])
-spec = importlib.util.spec_from_file_location("fake_anthropic_peer", sys.argv[2])
-fake = sys.modules["fake_anthropic_peer"] = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(fake)
-
-
+PEER_BOOT = boot("""
 def text_of(body):
-    parts = []
-    for message in (body or {}).get("messages") or []:
-        content = message.get("content")
-        if isinstance(content, str):
-            parts.append(content)
-        else:
-            parts.extend(b.get("text", "") for b in content or [] if isinstance(b, dict))
-    return "\\n".join(parts)
+    return "\\n".join(fake._texts((body or {}).get("messages") or []))
 
 
 def kind(body):
@@ -134,24 +120,9 @@ def responder(body):
     return None
 
 
-start, stop = fake.FakeAnthropic.start, fake.FakeAnthropic.stop
-
-
-def start_answering(self):
-    self.responder = responder
-    return start(self)
-
-
-def stop_and_record(self):
-    with open(sys.argv[3], "w", encoding="utf-8") as out:
-        json.dump([[r.time, r.status, kind(r.body)] for r in self.message_requests()], out)
-    stop(self)
-
-
-fake.FakeAnthropic.start = start_answering
-fake.FakeAnthropic.stop = stop_and_record
-sys.exit(fake.main(sys.argv[4:]))
-"""
+def record(r):
+    return [r.time, r.status, kind(r.body)]
+""")
 
 INSPECT_DRIVER = (
     """\

@@ -32,26 +32,52 @@ FAKE_SERVER = ROOT / "tests" / "fake_anthropic.py"
 LISTEN_BACKLOG = 128
 
 # argv: backlog, the fake's path, the record file, then the fake's own arguments. On SIGTERM
-# the fake's main stops the server: first the arrival time and status of every /v1/messages
-# request go to the record file.
-BOOT = """\
+# the fake's main stops the server: first ``record(r)`` of every /v1/messages request (its
+# arrival time and status) goes to the record file. A peer's benchmark puts its own code between
+# the two halves (:func:`boot`): a ``responder`` answering in the peer's format, a ``record``
+# that adds whose prompt a request was, or a patch of the fake's checks.
+BOOT_HEAD = """\
 import importlib.util, json, socketserver, sys
 socketserver.TCPServer.request_queue_size = int(sys.argv[1])
 spec = importlib.util.spec_from_file_location("fake_anthropic_bench", sys.argv[2])
 fake = sys.modules["fake_anthropic_bench"] = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(fake)
-stop = fake.FakeAnthropic.stop
+responder = None  # fn(body) -> fake.Reply | None: None leaves the request to the fake
+
+
+def record(r):
+    return [r.time, r.status]
+
+"""
+BOOT_TAIL = """
+start, stop = fake.FakeAnthropic.start, fake.FakeAnthropic.stop
+
+
+def start_answering(self):
+    if responder is not None:
+        self.responder = responder
+    return start(self)
 
 
 def stop_and_record(self):
     with open(sys.argv[3], "w", encoding="utf-8") as out:
-        json.dump([[r.time, r.status] for r in self.message_requests()], out)
+        json.dump([record(r) for r in self.message_requests()], out)
     stop(self)
 
 
+fake.FakeAnthropic.start = start_answering
 fake.FakeAnthropic.stop = stop_and_record
 sys.exit(fake.main(sys.argv[4:]))
 """
+
+
+def boot(code: str = "") -> str:
+    """The fake's boot with ``code`` run after the fake is loaded (as ``fake``) and before it
+    starts: it may set ``responder`` and ``record``."""
+    return BOOT_HEAD + code + BOOT_TAIL
+
+
+BOOT = boot()
 
 
 @dataclass
